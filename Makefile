@@ -1,0 +1,49 @@
+# Every command a newcomer runs. The virtual environment lives in .venv and is (re)built
+# from requirements/*.txt whenever they change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+
+.PHONY: run test lint pytest train openapi bench-model bench bench-smoke soak e2e clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME): requirements/runtime.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/runtime.txt
+	touch $@
+
+$(DEV): requirements/runtime.txt requirements/train.txt requirements/dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $@ $(RUNTIME)
+
+## run: serve the committed model on http://localhost:8080 (PORT to change)
+run: $(RUNTIME)
+	$(BIN)/python -m function
+
+## test: lint, type-check, and run every test (starts its own servers)
+test: lint pytest
+
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m function.openapi | diff -u openapi.json - || { echo "openapi.json is stale: run make openapi"; exit 1; }
+
+pytest: $(DEV)
+	$(BIN)/pytest
+
+## train: retrain, select, evaluate and export into model/ (about a minute)
+train: $(DEV)
+	$(BIN)/python train.py
+
+## openapi: regenerate openapi.json from the handlers' schemas
+openapi: $(RUNTIME)
+	$(BIN)/python -m function.openapi > openapi.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,107 @@
+"""Every Prometheus metric of the service, in one registry per app.
+
+Recorded in the server process only (workers send their timings back with each result), so
+no multiprocess directory is needed. Label values come from fixed sets: route templates,
+known methods, status codes the service emits, the model's labels and the error reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+
+from function.errors import VALIDATION_REASONS
+
+PREFIX = "textclf"
+#: 0.25 ms to 10 s.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+REJECTION_REASONS = ("payload_too_large", "unsupported_media_type", "overloaded")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self, labels: Sequence[str], routes: Iterable[str]) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.requests = Counter(
+            f"{PREFIX}_http_requests_total", "HTTP requests answered", ["route", "method", "code"], registry=r
+        )
+        self.request_seconds = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time from request to response, by route template",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(f"{PREFIX}_http_requests_in_flight", "Requests being handled now", registry=r)
+        self.inference_seconds = Histogram(
+            f"{PREFIX}_inference_duration_seconds",
+            "Time inside onnxruntime per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "Time from a text's arrival until a worker starts on it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size", "Texts per onnxruntime call", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.predictions = Counter(f"{PREFIX}_predictions_total", "Predicted labels", ["label"], registry=r)
+        self.validation_failures = Counter(
+            f"{PREFIX}_validation_failures_total", "Requests refused as invalid, by reason", ["reason"], registry=r
+        )
+        self.rejections = Counter(
+            f"{PREFIX}_rejected_requests_total",
+            "Requests refused before validation (413, 415, 503), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.workers_configured = Gauge(f"{PREFIX}_pool_workers", "Inference workers configured", registry=r)
+        self.workers_alive = Gauge(f"{PREFIX}_pool_workers_alive", "Inference workers alive and warm", registry=r)
+        self.worker_restarts = Counter(
+            f"{PREFIX}_pool_worker_restarts_total", "Inference workers replaced after dying", registry=r
+        )
+        self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
+        self._labels = {label: self.predictions.labels(label) for label in labels}
+        for reason in VALIDATION_REASONS:
+            self.validation_failures.labels(reason)
+        for reason in REJECTION_REASONS:
+            self.rejections.labels(reason)
+        for route in routes:
+            self.request_seconds.labels(route)
+
+    def observe_batch(self, size: int, seconds: float, waits: Sequence[float], labels: Sequence[str]) -> None:
+        """Record one onnxruntime call: its size, duration, each text's queue wait and label."""
+        self.batch_size.observe(size)
+        self.inference_seconds.observe(seconds)
+        for wait in waits:
+            self.queue_wait_seconds.observe(max(wait, 0.0))
+        for label in labels:
+            child = self._labels.get(label)
+            if child is not None:
+                child.inc()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method if method in KNOWN_METHODS else "OTHER", str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

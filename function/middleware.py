@@ -1,0 +1,74 @@
+"""The one middleware: request ids, metrics, and every error rendered as a small JSON body."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from function.errors import InvalidInput, ServiceError
+from function.jsonio import json_response
+from function.metrics import REJECTION_REASONS
+from function.state import METRICS, REQUEST_ID
+
+log = logging.getLogger(__name__)
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED = "unmatched"
+
+
+def request_id(request: web.Request) -> str:
+    """The caller's X-Request-ID when it is sane, else a fresh one."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template (never the raw path, whose values are unbounded)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED
+
+
+def error_response(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    detail = exc.reason if exc.status != 413 else "the request body exceeds the size limit"
+    return error_response(exc.status, code, detail, headers)
+
+
+@web.middleware
+async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[METRICS]
+    rid = request[REQUEST_ID] = request_id(request)
+    started = time.perf_counter()
+    metrics.in_flight.inc()
+    try:
+        response = await handler(request)
+    except ServiceError as exc:
+        response = error_response(exc.status, exc.error, exc.detail, exc.headers)
+        if isinstance(exc, InvalidInput):
+            metrics.validation_failures.labels(exc.reason).inc()
+        elif exc.error in REJECTION_REASONS:
+            metrics.rejections.labels(exc.error).inc()
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.error, exc.detail, extra={"request_id": rid})
+    except web.HTTPException as exc:
+        response = _http_error(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": rid})
+        response = error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+    finally:
+        metrics.in_flight.dec()
+    response.headers["X-Request-ID"] = rid
+    metrics.observe_request(route_template(request), request.method, response.status, time.perf_counter() - started)
+    return response

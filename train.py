@@ -1,0 +1,777 @@
+"""Train, select, evaluate and export the newsgroup classifier into ``model/``.
+
+Seams: ``load_dataset`` (I/O and validation), ``candidates``/``build_pipeline`` (pure),
+``cross_validate`` (model selection on the training split only), ``export_onnx``
+(sparse ONNX graph), ``evaluate`` (test split, used once), ``write_model_dir`` (atomic).
+
+Run ``python train.py --help`` for options; defaults reproduce the committed model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import sklearn
+from onnx import TensorProto, helper, numpy_helper
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+#: The label set of the challenge; ``model/model.json`` carries it to the service.
+LABELS: tuple[str, ...] = ("baseball", "cryptography", "electronics", "hockey", "politics", "space")
+#: One token pattern for scikit-learn (Python ``re``) and onnxruntime (RE2): ASCII only, no ``\b``
+#: or ``\w``, whose meaning differs between the two engines on non-ASCII text.
+TOKEN_PATTERN = r"[a-z0-9]{2,}"
+#: The lower-casing locale of the ONNX graph. "C" exists everywhere, including slim images
+#: without ``en_US.UTF-8`` (skl2onnx's default, which fails to load there).
+ONNX_LOCALE = "C"
+INPUT_NAME = "text"
+OUTPUT_NAMES = ("label", "probabilities")
+MODEL_NAME = "newsgroups-topic"
+SEED = 0
+CV_FOLDS = 5
+BOOTSTRAP_ROUNDS = 1000
+
+ROOT = Path(__file__).resolve().parent
+
+
+class DataError(ValueError):
+    """Training data that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    texts: list[str]
+    labels: list[str]
+    sha256: str
+    path: Path
+
+
+def load_dataset(path: Path, labels: Sequence[str] = LABELS) -> Dataset:
+    """Read a (gzipped) JSONL file of ``{"text", "label"}`` objects, validating every line."""
+    raw = path.read_bytes()
+    data = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    texts: list[str] = []
+    targets: list[str] = []
+    known = set(labels)
+    for lineno, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: malformed JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str):
+            raise DataError(f"{where}: 'text' is missing or not a string")
+        if label is None:
+            raise DataError(f"{where}: 'label' is missing")
+        if label not in known:
+            raise DataError(f"{where}: unknown label {label!r}; expected one of {sorted(known)}")
+        texts.append(text)
+        targets.append(label)
+    if not texts:
+        raise DataError(f"{path}: no examples (the file is empty)")
+    return Dataset(texts, targets, hashlib.sha256(raw).hexdigest(), path)
+
+
+# --- candidates -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    description: str
+    build: Callable[[], Pipeline]
+    #: Whether ``export_onnx`` can emit its exact sparse graph (unigrams, our token pattern).
+    exportable: bool = True
+
+
+def build_pipeline(classifier: Any, **vectorizer: Any) -> Pipeline:
+    """Sublinear TF-IDF on ASCII tokens followed by ``classifier``."""
+    params = {"sublinear_tf": True, "token_pattern": TOKEN_PATTERN, "dtype": np.float64} | vectorizer
+    return Pipeline([("tfidf", TfidfVectorizer(**params)), ("clf", classifier)])
+
+
+def build_baseline() -> Pipeline:
+    """The challenge's baseline: CountVectorizer -> TfidfTransformer -> MultinomialNB on raw text."""
+    return Pipeline([("counts", CountVectorizer()), ("tfidf", TfidfTransformer()), ("clf", MultinomialNB())])
+
+
+def candidates() -> list[Candidate]:
+    """Every model compared by cross-validation; the baseline comes first."""
+    svc = lambda: LinearSVC(C=1.0, random_state=SEED)  # noqa: E731
+    return [
+        Candidate("baseline", "Count -> TF-IDF -> MultinomialNB (challenge)", build_baseline, exportable=False),
+        Candidate(
+            "nb-sublinear",
+            "sublinear TF-IDF -> MultinomialNB(alpha=0.01)",
+            lambda: build_pipeline(MultinomialNB(alpha=0.01)),
+        ),
+        Candidate(
+            "logreg",
+            "sublinear TF-IDF -> LogisticRegression(C=30)",
+            lambda: build_pipeline(LogisticRegression(C=30.0, max_iter=3000)),
+        ),
+        Candidate(
+            "sgd-hinge",
+            "sublinear TF-IDF -> SGDClassifier(hinge, alpha=1e-4)",
+            lambda: build_pipeline(SGDClassifier(alpha=1e-4, random_state=SEED)),
+        ),
+        Candidate("svc", "sublinear TF-IDF -> LinearSVC(C=1)", lambda: build_pipeline(svc())),
+        Candidate(
+            "svc-min-df-2", "sublinear TF-IDF (min_df=2) -> LinearSVC(C=1)", lambda: build_pipeline(svc(), min_df=2)
+        ),
+        Candidate(
+            "svc-20k",
+            "sublinear TF-IDF (20k terms) -> LinearSVC(C=1)",
+            lambda: build_pipeline(svc(), max_features=20_000),
+        ),
+        Candidate(
+            "svc-bigrams",
+            "sublinear TF-IDF (1-2 grams, min_df=2) -> LinearSVC(C=1)",
+            lambda: build_pipeline(svc(), ngram_range=(1, 2), min_df=2),
+            exportable=False,
+        ),
+    ]
+
+
+# --- model selection ----------------------------------------------------------------------------
+
+
+@dataclass
+class CvResult:
+    name: str
+    description: str
+    exportable: bool
+    accuracy_mean: float
+    accuracy_std: float
+    macro_f1_mean: float
+    vocabulary: int
+    fit_seconds: float
+    predict_us_per_doc: float
+    fold_accuracy: list[float] = field(default_factory=list)
+
+
+def cross_validate(candidate: Candidate, data: Dataset, folds: int = CV_FOLDS) -> CvResult:
+    """Stratified k-fold scores on the training split, plus fit time and predict cost per doc."""
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    texts, labels = np.array(data.texts, dtype=object), np.array(data.labels)
+    accs, f1s, fit_s, pred_s, vocab = [], [], 0.0, 0.0, 0
+    for train_idx, test_idx in splitter.split(texts, labels):
+        model = candidate.build()
+        t0 = time.perf_counter()
+        model.fit(texts[train_idx], labels[train_idx])
+        t1 = time.perf_counter()
+        predicted = model.predict(texts[test_idx])
+        pred_s += time.perf_counter() - t1
+        fit_s += t1 - t0
+        accs.append(float(accuracy_score(labels[test_idx], predicted)))
+        f1s.append(float(f1_score(labels[test_idx], predicted, average="macro")))
+        vocab = max(vocab, len(model.steps[0][1].vocabulary_))
+    return CvResult(
+        candidate.name,
+        candidate.description,
+        candidate.exportable,
+        float(np.mean(accs)),
+        float(np.std(accs)),
+        float(np.mean(f1s)),
+        vocab,
+        fit_s / folds,
+        pred_s / len(texts) * 1e6,
+        accs,
+    )
+
+
+def fit_temperature(candidate: Candidate, data: Dataset, folds: int = CV_FOLDS) -> float:
+    """Scale for softmax(scale * decision) that minimises out-of-fold log-loss.
+
+    Multinomial models (logistic regression, naive Bayes) already produce a softmax of their
+    decision values, so they keep 1.0; margin models (SVM, hinge SGD) get a cross-validated scale.
+    """
+    model = candidate.build()
+    if isinstance(model.steps[-1][1], (LogisticRegression, MultinomialNB)):
+        return 1.0
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+    scores = cross_val_predict(model, data.texts, data.labels, cv=splitter, method="decision_function")
+    classes = sorted(set(data.labels))
+    truth = np.searchsorted(classes, data.labels)
+
+    def log_loss(scale: float) -> float:
+        return float(-log_softmax(scale * scores, axis=1)[np.arange(len(truth)), truth].mean())
+
+    return float(minimize_scalar(log_loss, bounds=(0.01, 100.0), method="bounded").x)
+
+
+# --- ONNX export ---------------------------------------------------------------------------------
+
+
+def linear_parts(pipeline: Pipeline) -> tuple[TfidfVectorizer, np.ndarray, np.ndarray]:
+    """The vectorizer, weights ``W`` (terms x classes) and bias of a TF-IDF linear pipeline."""
+    vectorizer, clf = pipeline.steps[0][1], pipeline.steps[-1][1]
+    if not isinstance(vectorizer, TfidfVectorizer) or vectorizer.ngram_range != (1, 1):
+        raise ValueError("export_onnx needs a unigram TfidfVectorizer as the first step")
+    if vectorizer.token_pattern != TOKEN_PATTERN or not vectorizer.lowercase or vectorizer.norm != "l2":
+        raise ValueError("export_onnx needs the project's token pattern, lowercase=True and norm='l2'")
+    if isinstance(clf, MultinomialNB):
+        return vectorizer, clf.feature_log_prob_.T, clf.class_log_prior_
+    return vectorizer, clf.coef_.T, clf.intercept_
+
+
+def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto:
+    """Emit a sparse ONNX graph equivalent to ``pipeline`` (sublinear TF-IDF + linear model).
+
+    skl2onnx's stock TF-IDF converter materialises dense vocabulary-sized vectors (counts, log,
+    idf, L2 norm, linear layer); this graph works on each document's distinct tokens instead:
+    lower-case -> tokenize -> term ids -> Unique (counts per row and term) -> tf-idf weights ->
+    per-row scatter-add of ``x * W[term]`` and ``x**2`` -> scores / ||x|| + b -> label, softmax.
+    """
+    vectorizer, weights, bias = linear_parts(pipeline)
+    classes = [str(c) for c in pipeline.classes_]
+    vocab_terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+    n_terms = len(vocab_terms)
+    pad = n_terms  # id of padding and out-of-vocabulary tokens: idf 0, weights 0
+    idf = np.append(vectorizer.idf_, 0.0).astype(np.float32)
+    w_ext = np.vstack([weights, np.zeros((1, weights.shape[1]))]).astype(np.float32)
+
+    def const(name: str, value: Any, dtype: Any = None) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+    inits = [
+        const("idf", idf),
+        const("weights", w_ext),
+        const("bias", np.asarray(bias, np.float32)),
+        const("classes", np.array(classes, dtype=object)),
+        const("stride", n_terms + 1, np.int64),
+        const("pad_col", [[pad]], np.int64),
+        const("one_f", 1.0, np.float32),
+        const("tiny", 1e-30, np.float32),
+        const("temperature", temperature, np.float32),
+        const("zero_i", 0, np.int64),
+        const("one_i", 1, np.int64),
+        const("axis0", [0], np.int64),
+        const("col_shape", [-1, 1], np.int64),
+        const("flat", [-1], np.int64),
+        const("n_classes", [len(classes)], np.int64),
+    ]
+    tf = "log_tf" if vectorizer.sublinear_tf else "tf"
+    node = helper.make_node
+    nodes = [
+        node(
+            "StringNormalizer",
+            ["text"],
+            ["lower"],
+            case_change_action="LOWER",
+            is_case_sensitive=False,
+            locale=ONNX_LOCALE,
+        ),
+        node(
+            "Tokenizer",
+            ["lower"],
+            ["tokens"],
+            domain="com.microsoft",
+            pad_value="",
+            mark=False,
+            mincharnum=1,
+            tokenexp=TOKEN_PATTERN,
+        ),
+        node(
+            "LabelEncoder",
+            ["tokens"],
+            ["term_ids"],
+            domain="ai.onnx.ml",
+            keys_strings=vocab_terms,
+            values_int64s=list(range(n_terms)),
+            default_int64=pad,
+        ),
+        # NOTE: a pad column keeps every row non-empty; Tokenizer yields shape (N, 0) when no
+        # document has a token, and Unique/Scatter must still see each row.
+        node("Shape", ["text"], ["n_rows"]),
+        node("Unsqueeze", ["one_i", "axis0"], ["one_i_1d"]),
+        node("Concat", ["n_rows", "one_i_1d"], ["pad_shape"], axis=0),
+        node("Expand", ["pad_col", "pad_shape"], ["pad_ids"]),
+        node("Concat", ["term_ids", "pad_ids"], ["ids"], axis=1),
+        node("Squeeze", ["n_rows", "axis0"], ["n_scalar"]),
+        node("Range", ["zero_i", "n_scalar", "one_i"], ["rows"]),
+        node("Mul", ["rows", "stride"], ["row_offset_flat"]),
+        node("Reshape", ["row_offset_flat", "col_shape"], ["row_offset"]),
+        node("Add", ["ids", "row_offset"], ["keys_2d"]),
+        node("Reshape", ["keys_2d", "flat"], ["keys"]),
+        node("Unique", ["keys"], ["uniq", "", "", "counts"], sorted=1),
+        node("Div", ["uniq", "stride"], ["row"]),
+        node("Mod", ["uniq", "stride"], ["term"]),
+        node("Cast", ["counts"], ["tf"], to=TensorProto.FLOAT),
+        node("Log", ["tf"], ["log_counts"]),
+        node("Add", ["log_counts", "one_f"], ["log_tf"]),
+        node("Gather", ["idf", "term"], ["term_idf"]),
+        node("Mul", [tf, "term_idf"], ["x"]),
+        node("Mul", ["x", "x"], ["x2"]),
+        node("Reshape", ["x", "col_shape"], ["x_col"]),
+        node("Gather", ["weights", "term"], ["term_weights"], axis=0),
+        node("Mul", ["term_weights", "x_col"], ["contrib"]),
+        node("Reshape", ["row", "col_shape"], ["row_idx"]),
+        node("Concat", ["n_rows", "n_classes"], ["score_shape"], axis=0),
+        node(
+            "ConstantOfShape",
+            ["score_shape"],
+            ["score_zeros"],
+            value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]),
+        ),
+        node(
+            "ConstantOfShape", ["n_rows"], ["norm_zeros"], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0])
+        ),
+        node("ScatterND", ["score_zeros", "row_idx", "contrib"], ["raw_scores"], reduction="add"),
+        node("ScatterND", ["norm_zeros", "row_idx", "x2"], ["sq_norm"], reduction="add"),
+        node("Max", ["sq_norm", "tiny"], ["safe_sq_norm"]),
+        node("Sqrt", ["safe_sq_norm"], ["norm"]),
+        node("Reshape", ["norm", "col_shape"], ["norm_col"]),
+        node("Div", ["raw_scores", "norm_col"], ["scaled"]),
+        node("Add", ["scaled", "bias"], ["decision"]),
+        node("ArgMax", ["decision"], ["best"], axis=1, keepdims=0),
+        node("Gather", ["classes", "best"], ["label"]),
+        node("Mul", ["decision", "temperature"], ["logits"]),
+        node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        MODEL_NAME,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.STRING, ["N"])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(classes)]),
+        ],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph,
+        producer_name="train.py",
+        opset_imports=[
+            helper.make_opsetid("", 18),
+            helper.make_opsetid("ai.onnx.ml", 3),
+            helper.make_opsetid("com.microsoft", 1),
+        ],
+    )
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_stock_onnx(pipeline: Pipeline) -> onnx.ModelProto:
+    """Export with skl2onnx's stock converters (dense TF-IDF), as a reference for benchmarks."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+
+    text_steps = [step for _, step in pipeline.steps if isinstance(step, CountVectorizer)]
+    clf = pipeline.steps[-1][1]
+    options: dict[int, dict[str, Any]] = {id(step): {"locale": ONNX_LOCALE} for step in text_steps}
+    options[id(clf)] = {"zipmap": False} if hasattr(clf, "predict_proba") else {"nocl": False}
+    model: onnx.ModelProto = to_onnx(
+        pipeline,
+        initial_types=[(INPUT_NAME, StringTensorType([None]))],
+        options=options,
+        target_opset={"": 18, "ai.onnx.ml": 3},
+    )
+    return model
+
+
+def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
+    """A single-threaded onnxruntime session, as the service's workers create it."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predict(session: ort.InferenceSession, texts: Sequence[str], batch: int = 256) -> tuple[list[str], np.ndarray]:
+    """Labels and probabilities for ``texts`` from an onnxruntime session."""
+    labels: list[str] = []
+    probs = []
+    for start in range(0, len(texts), batch):
+        chunk = np.array(texts[start : start + batch], dtype=object)
+        out_labels, out_probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
+        labels.extend(str(x) for x in out_labels)
+        probs.append(out_probs)
+    return labels, np.vstack(probs)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate(
+    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str] = LABELS, rounds: int = BOOTSTRAP_ROUNDS
+) -> dict[str, Any]:
+    """Accuracy, per-class and averaged precision/recall/F1, confusion matrix, bootstrap 95% CIs."""
+    labels = list(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
+    averages = {}
+    for avg in ("micro", "macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(truth, predicted, labels=labels, average=avg, zero_division=0)
+        averages[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    matrix = confusion_matrix(truth, predicted, labels=labels)
+    return {
+        "n": len(truth),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "per_class": {
+            label: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "averages": averages,
+        "confusion_matrix": {"labels": labels, "rows_true_cols_predicted": matrix.tolist()},
+        "bootstrap_95ci": bootstrap_ci(truth, predicted, labels, rounds),
+    }
+
+
+def bootstrap_ci(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str], rounds: int) -> dict[str, Any]:
+    """Percentile bootstrap (resampling test documents) for accuracy and macro-F1."""
+    index = {label: i for i, label in enumerate(labels)}
+    t = np.array([index[x] for x in truth])
+    p = np.array([index[x] for x in predicted])
+    k = len(labels)
+    rng = np.random.default_rng(SEED)
+    accs, f1s = np.empty(rounds), np.empty(rounds)
+    for r in range(rounds):
+        sample = rng.integers(0, len(t), len(t))
+        ts, ps = t[sample], p[sample]
+        cm = np.bincount(ts * k + ps, minlength=k * k).reshape(k, k)
+        tp = np.diag(cm).astype(float)
+        denom = cm.sum(axis=0) + cm.sum(axis=1)
+        f1s[r] = np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0))
+        accs[r] = tp.sum() / len(ts)
+    return {
+        "rounds": rounds,
+        "seed": SEED,
+        "accuracy": [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))],
+        "macro_f1": [float(np.percentile(f1s, 2.5)), float(np.percentile(f1s, 97.5))],
+    }
+
+
+def parity(
+    sk_labels: Sequence[str], onnx_labels: Sequence[str], sk_scores: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    """Agreement between scikit-learn and ONNX labels, with the margin of every disagreement."""
+    disagreements = []
+    for i, (a, b) in enumerate(zip(sk_labels, onnx_labels, strict=True)):
+        if a != b:
+            top = np.sort(sk_scores[i])[::-1]
+            disagreements.append({"index": i, "sklearn": a, "onnx": b, "sklearn_top2_margin": float(top[0] - top[1])})
+    agree = len(sk_labels) - len(disagreements)
+    return {"agree": agree, "total": len(sk_labels), "rate": agree / len(sk_labels), "disagreements": disagreements}
+
+
+def decision_scores(pipeline: Pipeline, texts: Sequence[str]) -> np.ndarray:
+    clf = pipeline.steps[-1][1]
+    method = pipeline.decision_function if hasattr(clf, "decision_function") else pipeline.predict_log_proba
+    return np.asarray(method(texts))
+
+
+# --- reports and artefacts ---------------------------------------------------------------------
+
+
+def save_confusion_png(matrix: list[list[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.array(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=100)
+    ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The human-readable twin of ``evaluation.json``."""
+    served, base = report["served"], report["baseline"]
+    ci = served["bootstrap_95ci"]
+    lines = [
+        f"# Evaluation of `{report['model']}` on the test split",
+        "",
+        f"Selected by {CV_FOLDS}-fold stratified cross-validation on the training split "
+        f"({report['train_size']} posts); evaluated once on the test split ({served['n']} posts) by "
+        "running `model/model.onnx` with onnxruntime. Regenerate with `make train`.",
+        "",
+        "## Headline",
+        "",
+        "| model | accuracy | 95% CI | macro-F1 | 95% CI |",
+        "|---|---|---|---|---|",
+    ]
+    for name, ev in (("served: " + report["model"], served), ("baseline (challenge)", base)):
+        c = ev["bootstrap_95ci"]
+        lines.append(
+            f"| {name} | {ev['accuracy']:.4f} | {c['accuracy'][0]:.4f}–{c['accuracy'][1]:.4f} | "
+            f"{ev['averages']['macro']['f1']:.4f} | {c['macro_f1'][0]:.4f}–{c['macro_f1'][1]:.4f} |"
+        )
+    lines += [
+        "",
+        f"Bootstrap: {ci['rounds']} resamples of the test set, seed {ci['seed']}, percentile intervals.",
+        "",
+        "## Per class (served model)",
+        "",
+        "| label | precision | recall | F1 | support | baseline F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, row in served["per_class"].items():
+        lines.append(
+            f"| {label} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | "
+            f"{row['support']} | {base['per_class'][label]['f1']:.4f} |"
+        )
+    lines += ["", "| average | precision | recall | F1 |", "|---|---|---|---|"]
+    for avg, row in served["averages"].items():
+        lines.append(f"| {avg} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} |")
+    cm = served["confusion_matrix"]
+    lines += [
+        "",
+        "## Confusion matrix (rows: true, columns: predicted)",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "| true \\ predicted | " + " | ".join(cm["labels"]) + " |",
+        "|---" * (len(cm["labels"]) + 1) + "|",
+    ]
+    for label, row in zip(cm["labels"], cm["rows_true_cols_predicted"], strict=True):
+        lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
+    lines += [
+        "",
+        f"## Cross-validation on the training split ({CV_FOLDS} folds)",
+        "",
+        "| candidate | CV accuracy | ± std | CV macro-F1 | terms | fit s | predict µs/doc | exportable |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["cross_validation"]:
+        mark = " **(selected)**" if row["name"] == report["model_candidate"] else ""
+        lines.append(
+            f"| {row['name']}{mark}: {row['description']} | {row['accuracy_mean']:.4f} | "
+            f"{row['accuracy_std']:.4f} | {row['macro_f1_mean']:.4f} | {row['vocabulary']} | "
+            f"{row['fit_seconds']:.2f} | {row['predict_us_per_doc']:.1f} | "
+            f"{'yes' if row['exportable'] else 'no'} |"
+        )
+    par = report["parity"]
+    lines += [
+        "",
+        "Predict cost is scikit-learn's batch predict time per held-out document; "
+        "`make bench-model` measures the ONNX cost per single-document call.",
+        "",
+        "## ONNX / scikit-learn parity on the test split",
+        "",
+        f"{par['agree']} of {par['total']} labels agree ({par['rate']:.4%}).",
+    ]
+    for d in par["disagreements"]:
+        lines.append(
+            f"- document {d['index']}: scikit-learn `{d['sklearn']}`, ONNX `{d['onnx']}`, "
+            f"top-2 decision margin {d['sklearn_top2_margin']:.2e} (a float32/float64 near-tie)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_model_dir(out_dir: Path, files: dict[str, bytes], extra: Callable[[Path], None]) -> None:
+    """Write every artefact into a temporary sibling folder, then swap it into place."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out_dir.parent))
+    try:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+        extra(staging)
+        old = out_dir.with_name(out_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--train", type=Path, default=ROOT / "data/train.jsonl.gz", help="training JSONL(.gz)")
+    parser.add_argument("--test", type=Path, default=ROOT / "data/test.jsonl.gz", help="test JSONL(.gz)")
+    parser.add_argument("--out", type=Path, default=ROOT / "model", help="output folder")
+    parser.add_argument("--version", default="1.0.0", help="model version written to model.json")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        metavar="NAME",
+        help=f"compare only these candidates (default: all of {[c.name for c in candidates()]})",
+    )
+    parser.add_argument("--folds", type=int, default=CV_FOLDS, help="cross-validation folds")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_ROUNDS, help="bootstrap resamples")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Select, fit, export and evaluate; returns the evaluation report."""
+    started = time.perf_counter()
+    train, test = load_dataset(args.train), load_dataset(args.test)
+    log(f"loaded {len(train.texts)} training and {len(test.texts)} test posts")
+    pool = [c for c in candidates() if args.candidates is None or c.name in args.candidates]
+    unknown = set(args.candidates or []) - {c.name for c in pool}
+    if unknown:
+        raise SystemExit(f"unknown candidates: {sorted(unknown)}")
+    results = []
+    for cand in pool:
+        res = cross_validate(cand, train, args.folds)
+        results.append(res)
+        log(
+            f"cv {cand.name:14s} accuracy {res.accuracy_mean:.4f} ± {res.accuracy_std:.4f}  "
+            f"macro-F1 {res.macro_f1_mean:.4f}  {res.vocabulary} terms  {res.predict_us_per_doc:.0f} µs/doc"
+        )
+    eligible = [r for r in results if r.exportable]
+    if not eligible:
+        raise SystemExit("no exportable candidate selected; add one of the sublinear TF-IDF models")
+    best = max(eligible, key=lambda r: (r.accuracy_mean, r.macro_f1_mean))
+    chosen = next(c for c in pool if c.name == best.name)
+    log(f"selected {chosen.name} by cross-validated accuracy")
+
+    temperature = fit_temperature(chosen, train, args.folds)
+    model = chosen.build().fit(train.texts, train.labels)
+    baseline = build_baseline().fit(train.texts, train.labels)
+    onnx_model = export_onnx(model, temperature)
+    model_bytes = onnx_model.SerializeToString()
+    log(f"exported ONNX graph ({len(model_bytes) / 1e6:.2f} MB, softmax scale {temperature:.3f})")
+
+    onnx_labels, _ = onnx_predict(onnx_session(model_bytes), test.texts)
+    served = evaluate(test.labels, onnx_labels, rounds=args.bootstrap)
+    base = evaluate(test.labels, list(baseline.predict(test.texts)), rounds=args.bootstrap)
+    sk_labels = list(model.predict(test.texts))
+    agreement = parity(sk_labels, onnx_labels, decision_scores(model, test.texts), list(model.classes_))
+    log(
+        f"test accuracy {served['accuracy']:.4f} macro-F1 {served['averages']['macro']['f1']:.4f} "
+        f"(baseline {base['accuracy']:.4f}); ONNX/sklearn agreement {agreement['rate']:.4%}"
+    )
+
+    model_sha = sha256_bytes(model_bytes)
+    report = {
+        "model": MODEL_NAME,
+        "model_candidate": chosen.name,
+        "model_sha256": model_sha,
+        "train_size": len(train.texts),
+        "served": served,
+        "baseline": base,
+        "parity": agreement,
+        "cross_validation": [vars(r) for r in results],
+    }
+    metadata = {
+        "name": MODEL_NAME,
+        "version": args.version,
+        "description": chosen.description,
+        "labels": [str(c) for c in model.classes_],
+        "input": {"name": INPUT_NAME, "type": "string", "shape": ["N"]},
+        "outputs": {
+            "label": {"name": OUTPUT_NAMES[0], "type": "string", "shape": ["N"]},
+            "probabilities": {"name": OUTPUT_NAMES[1], "type": "float32", "shape": ["N", len(model.classes_)]},
+        },
+        "sha256": model_sha,
+        "size_bytes": len(model_bytes),
+        "vocabulary_size": len(model.steps[0][1].vocabulary_),
+        "softmax_scale": temperature,
+        "token_pattern": TOKEN_PATTERN,
+        "training_data": {"path": "data/train.jsonl.gz", "sha256": train.sha256, "examples": len(train.texts)},
+        "test_data": {"path": "data/test.jsonl.gz", "sha256": test.sha256, "examples": len(test.texts)},
+        "libraries": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+        },
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": {
+            "accuracy": served["accuracy"],
+            "macro_f1": served["averages"]["macro"]["f1"],
+            "accuracy_95ci": served["bootstrap_95ci"]["accuracy"],
+            "macro_f1_95ci": served["bootstrap_95ci"]["macro_f1"],
+            "baseline_accuracy": base["accuracy"],
+            "cv_accuracy": best.accuracy_mean,
+        },
+    }
+    files = {
+        "model.onnx": model_bytes,
+        "model.json": json_bytes(metadata),
+        "evaluation.json": json_bytes(report),
+        "evaluation.md": render_markdown(report).encode(),
+    }
+
+    def pictures(folder: Path) -> None:
+        save_confusion_png(
+            served["confusion_matrix"]["rows_true_cols_predicted"],
+            metadata["labels"],
+            folder / "confusion_matrix.png",
+            f"{MODEL_NAME} on the test split",
+        )
+
+    write_model_dir(args.out, files, pictures)
+    log(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (DataError, UnicodeDecodeError, OSError) as exc:
+        print(f"train.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
