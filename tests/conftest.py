@@ -29,7 +29,7 @@ def settings() -> Settings:
 @pytest.fixture
 async def client(aiohttp_client, settings: Settings) -> AsyncIterator[TestClient]:  # type: ignore[no-untyped-def]
     """A fresh app through the real factory, started (pool warm) behind a test server."""
-    yield await aiohttp_client(create_app(settings))
+    return await aiohttp_client(create_app(settings))
 
 
 def free_port() -> int:
@@ -46,8 +46,12 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = os.environ | {"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": "1"} | (env or {})
         self.proc = subprocess.Popen(
-            command or [sys.executable, "-m", "function"], cwd=ROOT, env=full_env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command or [sys.executable, "-m", "function"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -56,7 +60,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.proc.stdout.read() if self.proc.stdout else ''}")
+                raise RuntimeError(f"server exited early:\n{self.stop()}")
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as answer:
                     if answer.status == 200:
@@ -67,13 +71,15 @@ class ServerProcess:
         raise TimeoutError("server not ready in time")
 
     def stop(self) -> str:
+        """SIGTERM (SIGKILL after 30 s); returns everything the server printed."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        try:
+            output, _ = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            output, _ = self.proc.communicate()
+        return output or ""
 
 
 @pytest.fixture

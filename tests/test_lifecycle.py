@@ -1,0 +1,133 @@
+"""Trouble: a worker dies, the service is told to stop, the model folder is wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient
+
+from function.classifier import PoolClassifier
+from function.settings import Settings
+from function.state import CLASSIFIER, METRICS
+from tests.conftest import ROOT, ServerProcess
+
+JSON = {"Content-Type": "application/json"}
+#: Enough work to keep one worker busy for a few hundred milliseconds (4 MB, over the default limit).
+SLOW_BATCH = json.dumps({"texts": ["the goalie stopped the puck in overtime " * 400] * 256}).encode()
+BIG_BODIES = 8 * 1024 * 1024
+
+
+def slow_batch() -> io.BytesIO:
+    return io.BytesIO(SLOW_BATCH)
+
+
+async def wait_until(predicate, within: float) -> float:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    while not await predicate():
+        if time.monotonic() - started > within:
+            raise TimeoutError
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started
+
+
+async def is_ready(client: TestClient) -> bool:
+    return (await client.get("/readyz")).status == 200
+
+
+@pytest.mark.parametrize("settings", [Settings(workers=2, log_format="text", max_body_bytes=BIG_BODIES)])
+async def test_a_killed_worker_fails_only_its_requests_and_is_replaced(client: TestClient) -> None:
+    classifier = client.app[CLASSIFIER]
+    assert isinstance(classifier, PoolClassifier)
+    held = asyncio.create_task(client.post("/predictions", data=slow_batch(), headers=JSON))
+    await wait_until(lambda: asyncio.sleep(0, any(w.busy for w in classifier.pool.workers)), 5)
+    victim = next(w for w in classifier.pool.workers if w.busy)
+    os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    response = await held
+    assert response.status == 503
+    assert (await response.json())["error"] == "model_unavailable"
+    other = await client.post("/prediction", data=b'{"text": "orbit"}', headers=JSON)
+    assert other.status == 200  # the other worker kept serving
+    recovered_in = await wait_until(lambda: is_ready(client), 2.0)
+    assert recovered_in < 2.0
+    assert victim.pid is not None
+    assert victim.alive
+    assert client.app[METRICS].registry.get_sample_value("textclf_pool_worker_restarts_total") == 1
+    answers = await asyncio.gather(
+        *(client.post("/prediction", data=b'{"text": "a pgp key"}', headers=JSON) for _ in range(20))
+    )
+    assert {a.status for a in answers} == {200}
+
+
+async def test_an_idle_worker_that_dies_is_noticed_and_replaced(client: TestClient) -> None:
+    classifier = client.app[CLASSIFIER]
+    assert isinstance(classifier, PoolClassifier)
+    [only] = classifier.pool.workers
+    old_pid = only.pid
+    os.kill(old_pid, signal.SIGKILL)  # type: ignore[arg-type]
+    await wait_until(lambda: asyncio.sleep(0, only.pid != old_pid and classifier.ready), 3.0)
+    response = await client.post("/prediction", data=b'{"text": "orbit"}', headers=JSON)
+    assert response.status == 200
+
+
+def test_sigterm_lets_requests_in_flight_finish_then_exits_0() -> None:
+    server = ServerProcess(env={"SHUTDOWN_GRACE_SECONDS": "10", "MAX_BODY_BYTES": str(BIG_BODIES)})
+    server.wait_ready()
+
+    async def scenario() -> list[int]:
+        async with ClientSession() as http:
+            in_flight = [
+                asyncio.create_task(http.post(server.url + "/predictions", data=slow_batch(), headers=JSON))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.3)
+            server.proc.send_signal(signal.SIGTERM)
+            return [(await task).status for task in in_flight]
+
+    started = time.monotonic()
+    statuses = asyncio.run(scenario())
+    code = server.proc.wait(15)
+    output = server.stop()
+    assert statuses == [200, 200, 200], output
+    assert code == 0, output
+    assert time.monotonic() - started < 10
+    assert "draining" in output
+
+
+def test_a_model_that_does_not_match_its_metadata_is_refused(tmp_path: Path) -> None:
+    for name in ("model.json", "model.onnx"):
+        (tmp_path / name).write_bytes((ROOT / "model" / name).read_bytes())
+    (tmp_path / "model.onnx").write_bytes((tmp_path / "model.onnx").read_bytes() + b"tampered")
+    result = subprocess.run(
+        [sys.executable, "-m", "function", "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"MODEL_DIR": str(tmp_path)},
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "SHA-256" in result.stderr
+
+
+def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "function"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"MODEL_DIR": str(tmp_path / "nothing")},
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot read model metadata" in result.stderr
