@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi bench-model bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-smoke bench-model bench bench-smoke soak e2e clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ train: $(DEV)
 ## openapi: regenerate openapi.json from the handlers' schemas
 openapi: $(RUNTIME)
 	$(BIN)/python -m function.openapi > openapi.json
+
+## container-smoke: run the image's contents as the container would (read-only root, uid 10001; as root)
+container-smoke:
+	bash .ci/container-smoke.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -18,7 +18,6 @@
 # work folder), SHUTDOWN_GRACE_SECONDS (default 20, as in function/settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 
 GRACE=${SHUTDOWN_GRACE_SECONDS:-20}
 START_TIMEOUT=90
@@ -85,7 +84,7 @@ if [[ $(id -u) -eq 0 ]]; then
         note "unshare --mount is not permitted here: the root filesystem stays writable (app folder read-only only)"
     fi
 else
-    note "not root: the server runs as $(id -un), the app folder is read-only but the root filesystem is not"
+    note "not root: the server runs as uid $(id -u); the app folder is read-only, the root filesystem is not"
 fi
 
 # A Python 3.11 the server's user may run (pyenv's, under /root, is out of its reach).
@@ -98,7 +97,9 @@ for candidate in "${candidates[@]}"; do
     [[ -x $candidate ]] || continue
     real=$("$candidate" -c 'import sys; print(sys.executable if sys.version_info[:2] == (3, 11) else "")' 2>/dev/null) || continue
     [[ -n $real ]] || continue
-    if [[ ${#as_user[@]} -gt 0 ]] && ! (cd / && "${as_user[@]}" "$real" -c pass) 2>/dev/null; then
+    # Found through PATH, as the server's `python` will be.
+    if [[ ${#as_user[@]} -gt 0 ]] &&
+        ! (cd / && "${as_user[@]}" env -i PATH="$(dirname "$real")" "$(basename "$real")" -c 'import json') 2>/dev/null; then
         continue
     fi
     python=$real
@@ -107,11 +108,11 @@ done
 [[ -n $python ]] || abort "no Python 3.11 found that user $run_uid can run (set SMOKE_PYTHON)"
 note "building with $python ($("$python" -c 'import platform; print(platform.python_version())'))"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/container-smoke.XXXXXX")
+# Not under the image's TMPDIR: the namespace mounts a fresh tmpfs over that.
+parent=${TMPDIR:-/tmp}
+[[ $parent == "$image_tmpdir" || $parent == "$image_tmpdir"/* ]] && parent=/tmp
+work=$(mktemp -d "$parent/container-smoke.XXXXXX")
 chmod 755 "$work"
-if [[ $isolate == yes && ( $work == "$image_tmpdir" || $work == "$image_tmpdir"/* ) ]]; then
-    abort "the work folder $work lies under the image's TMPDIR $image_tmpdir, which the namespace hides"
-fi
 
 # ---- the builder stage ---------------------------------------------------------------------------
 "$python" -m venv "$work/venv" || abort "could not create a virtual environment with $python"
@@ -146,7 +147,7 @@ fi
 
 app=$work/app
 mkdir "$app"
-cp -R function model openapi.json "$app/"
+cp -R function model openapi.json "$app/" || abort "could not copy function/, model/ and openapi.json"
 find "$app" -name __pycache__ -prune -exec rm -rf {} +
 "$work/venv/bin/python" -m compileall -q "$app/function" >/dev/null || abort "compileall failed on function/"
 chmod -R a+rX,go-w "$app"
@@ -171,14 +172,15 @@ server_env=(
     PYTHONUNBUFFERED=1
     "TMPDIR=$tmpdir"
     "PORT=$port"
-    HOST=127.0.0.1
-    WORKERS=2
+    HOST=127.0.0.1 # the image listens on 0.0.0.0; loopback is enough here
+    WORKERS=2      # as the manifests set it
     "SHUTDOWN_GRACE_SECONDS=$GRACE"
 )
 
 if [[ $isolate == yes ]]; then
     # NOTE: remount,bind,ro changes this namespace's view only; a plain remount,ro would
     # change the filesystem itself, for the whole machine.
+    # shellcheck disable=SC2016 # $1 and $@ belong to the inner bash, not to this script
     (cd "$app" && exec unshare --mount --propagation private -- bash -c '
         set -e
         mount -t tmpfs -o size=16m,mode=1777,nosuid,nodev tmpfs "$1"

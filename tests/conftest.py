@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,13 +46,15 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = os.environ | {"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": "1"} | (env or {})
+        # NOTE: output goes to a file, not a pipe: nobody reads a pipe during the test, and a
+        # full one would block the server's logging.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             command or [sys.executable, "-m", "function"],
             cwd=ROOT,
             env=full_env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
-            text=True,
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -75,11 +78,14 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            output, _ = self.proc.communicate(timeout=30)
+            self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            output, _ = self.proc.communicate()
-        return output or ""
+            self.proc.wait()
+        self.log.seek(0)
+        output = self.log.read().decode(errors="replace")
+        self.log.close()
+        return output
 
 
 @pytest.fixture
