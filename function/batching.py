@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from array import array
 from collections.abc import Sequence
-
-import numpy as np
 
 from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.metrics import Metrics
@@ -117,13 +116,14 @@ class AdaptiveBatcher:
             log.exception("inference failed for a batch of %d", len(batch))
             self._fail(batch, ServiceError("inference failed"))
         else:
-            probabilities = np.frombuffer(result.probabilities, np.float32).reshape(len(batch), self._n_labels)
+            probabilities = array("f", result.probabilities)
+            k = self._n_labels
             self._metrics.observe_batch(
                 len(batch), result.seconds, [result.started - item.arrived for item in batch], result.labels
             )
             for i, item in enumerate(batch):
                 if not item.future.done():
-                    item.future.set_result(Prediction(result.labels[i], probabilities[i]))
+                    item.future.set_result(Prediction(result.labels[i], probabilities[i * k : (i + 1) * k]))
         finally:
             self._pending -= len(batch)
             self._pool.release(worker)

@@ -14,7 +14,7 @@ JSONDecodeError = orjson.JSONDecodeError
 
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(obj)
 
 
 def dumps_pretty(obj: Any) -> bytes:

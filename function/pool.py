@@ -14,8 +14,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from function import worker
+from function import remote
 from function.errors import ModelUnavailable
+from function.prediction import BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +46,25 @@ class Worker:
         context = multiprocessing.get_context(START_METHOD)
         context.set_forkserver_preload(["function.worker"])
         executor = ProcessPoolExecutor(
-            1, mp_context=context, initializer=worker.init, initargs=(str(self._model_path),)
+            1, mp_context=context, initializer=remote.init, initargs=(str(self._model_path),)
         )
         loop = asyncio.get_running_loop()
         try:
-            self.pid = await asyncio.wait_for(loop.run_in_executor(executor, worker.pid), self._start_timeout)
+            self.pid = await asyncio.wait_for(loop.run_in_executor(executor, remote.pid), self._start_timeout)
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
         self._executor = executor
 
-    async def run(self, texts: list[str]) -> worker.BatchResult:
+    async def run(self, texts: list[str]) -> BatchResult:
         """Classify on this worker; a dead process raises ModelUnavailable and marks it down."""
         executor = self._executor
         if executor is None:
             raise ModelUnavailable("the inference worker is restarting; retry shortly")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(executor, worker.predict, texts)
+            result: BatchResult = await loop.run_in_executor(executor, remote.predict, texts)
+            return result
         except BrokenProcessPool:
             if self._executor is executor:
                 self.discard()
@@ -73,7 +75,7 @@ class Worker:
         if self._executor is None:
             return False
         try:
-            self._executor.submit(worker.pid).add_done_callback(_ignore)
+            self._executor.submit(remote.pid).add_done_callback(_ignore)
         except (BrokenProcessPool, RuntimeError):
             self.discard()
             return False

@@ -5,25 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
+
+from function.prediction import BatchResult
 
 #: The model's outputs, in this order (``model/model.json`` declares the same names).
 OUTPUTS = ["label", "probabilities"]
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
 
 _session: ort.InferenceSession | None = None
-
-
-class BatchResult(NamedTuple):
-    """What a worker sends back: small and plain, to keep the IPC cheap."""
-
-    labels: list[str]
-    probabilities: bytes  # float32, row-major (texts x labels)
-    started: float  # time.monotonic() when inference began (a system-wide clock on Linux)
-    seconds: float  # time spent inside onnxruntime
 
 
 def load_session(model_path: str) -> ort.InferenceSession:

@@ -14,13 +14,14 @@ from function.settings import Settings, parse_command_line
 from tests.conftest import ROOT
 
 
-def test_serving_never_imports_scikit_learn() -> None:
+def test_the_server_process_imports_no_training_or_inference_library() -> None:
+    """scikit-learn is for training only; onnxruntime and numpy live in the workers."""
     code = (
-        "import sys, function.app, function.__main__, function.worker\n"
+        "import sys, function.app, function.__main__\n"
         "from function.app import create_app\nfrom function.settings import Settings\n"
         "create_app(Settings())\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'sklearn', 'skl2onnx', 'scipy', 'train'})\n"
-        "print(bad)"
+        "banned = {'sklearn', 'skl2onnx', 'scipy', 'train', 'onnxruntime', 'numpy'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in banned or m == 'function.worker'))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -32,7 +33,7 @@ def test_worker_module_imports_only_what_inference_needs() -> None:
         "import sys, function.worker; print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'function.'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert result.stdout.strip() == "['function.worker']"
+    assert result.stdout.strip() == "['function.prediction', 'function.worker']"
 
 
 @pytest.mark.parametrize(
