@@ -43,6 +43,13 @@ class PayloadTooLarge(ServiceError):
     error = "payload_too_large"
 
 
+class RequestTimeout(ServiceError):
+    """The body did not arrive in time (a slow or stalled client)."""
+
+    status = 408
+    error = "request_timeout"
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
     error = "unsupported_media_type"

@@ -26,6 +26,7 @@ _SCORES = {
 _ERRORS = {
     "405": "Validation exception: the body is not JSON, not an object, or a text is missing, "
     "not a string, empty or only whitespace",
+    "408": "The body did not arrive within BODY_TIMEOUT_SECONDS",
     "413": "The body is larger than MAX_BODY_BYTES",
     "415": "The Content-Type is not application/json",
     "503": "Overloaded or not ready; retry after the Retry-After header's seconds",
@@ -54,7 +55,7 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
 @response_schema(schemas.ApiResponseSchema, 200, description="Successful prediction")
 @_errors
 async def prediction(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, request.app[SETTINGS].body_timeout_seconds)
     text, with_scores = prediction_text(body), flag(request.query, "scores")
     classifier = request.app[CLASSIFIER]
     [result] = await classifier.classify([text])
@@ -75,9 +76,9 @@ async def prediction(request: web.Request) -> web.Response:
 @response_schema(schemas.BatchResponseSchema, 200, description="One label per text, in order")
 @_errors
 async def predictions(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    max_items = request.app[SETTINGS].max_batch_items
-    texts, with_scores = prediction_texts(body, max_items), flag(request.query, "scores")
+    settings = request.app[SETTINGS]
+    body = await read_json(request, settings.body_timeout_seconds)
+    texts, with_scores = prediction_texts(body, settings.max_batch_items), flag(request.query, "scores")
     classifier = request.app[CLASSIFIER]
     results = await classifier.classify(texts)
     answer: dict[str, object] = {"labels": [r.label for r in results]}

@@ -27,6 +27,9 @@ class Settings:
     model_dir: Path = _setting(PROJECT_ROOT / "model", "MODEL_DIR", "folder holding model.onnx and model.json")
     workers: int = _setting(0, "WORKERS", "inference processes; 0 = CPUs this process may use (cgroup quota, affinity)")
     max_body_bytes: int = _setting(1024 * 1024, "MAX_BODY_BYTES", "largest request body accepted (413 beyond)")
+    body_timeout_seconds: float = _setting(
+        30.0, "BODY_TIMEOUT_SECONDS", "time a client has to send its request body (408 beyond)"
+    )
     max_batch_items: int = _setting(256, "MAX_BATCH_ITEMS", "largest list accepted by POST /predictions")
     max_pending: int = _setting(1024, "MAX_PENDING", "texts queued or in inference before 503 + Retry-After")
     batch_max_size: int = _setting(32, "BATCH_MAX_SIZE", "most texts grouped into one onnxruntime call")

@@ -6,13 +6,14 @@ The rules are the same as the marshmallow schemas in ``function.schemas`` that d
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from function.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from function.errors import InvalidInput, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from function.jsonio import JSON_CONTENT_TYPE, JSONDecodeError, loads
 
 # NOTE: whitespace is spelled out (ECMAScript's \s set) so that this check, Python's `re` and the
@@ -25,14 +26,18 @@ _HAS_CONTENT = re.compile(TEXT_PATTERN)
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body decoded as JSON: 415 for another media type, 413 past the size limit."""
+async def read_json(request: web.Request, within: float) -> Any:
+    """The request body decoded as JSON: 415 for another media type, 413 past the size limit,
+    408 when the body takes longer than ``within`` seconds to arrive."""
     if request.content_type != JSON_CONTENT_TYPE:
         raise UnsupportedMediaType(f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}")
     try:
-        body = await request.read()
+        async with asyncio.timeout(within):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(f"the body exceeds {request.app._client_max_size} bytes") from None
+        raise PayloadTooLarge("the request body exceeds the size limit (MAX_BODY_BYTES)") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {within:g} s") from None
     try:
         return loads(body)
     except JSONDecodeError as exc:

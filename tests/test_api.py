@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import ClientResponse
@@ -156,6 +158,19 @@ async def test_body_over_the_limit_answers_413(client: TestClient) -> None:
     assert response.status == 413
     assert (await response.json())["error"] == "payload_too_large"
     assert (await post(client, "/prediction", {"text": "x" * 900})).status == 200
+
+
+@pytest.mark.parametrize("settings", [Settings(workers=1, body_timeout_seconds=0.3)])
+async def test_a_body_that_stalls_answers_408(client: TestClient) -> None:
+    async def stalling_body() -> AsyncIterator[bytes]:
+        yield b'{"text": "orb'
+        await asyncio.sleep(2)
+        yield b'it"}'
+
+    response = await client.post("/prediction", data=stalling_body(), headers=JSON)
+    assert response.status == 408
+    assert (await response.json())["error"] == "request_timeout"
+    assert (await post(client, "/prediction", {"text": "orbit"})).status == 200
 
 
 @pytest.mark.parametrize("settings", [Settings(workers=1, max_pending=4)])
