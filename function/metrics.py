@@ -17,6 +17,7 @@ from prometheus_client import (
     Info,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
@@ -34,6 +35,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class Metrics:
     def __init__(self, labels: Sequence[str], routes: Iterable[str]) -> None:
+        # NOTE: a process-wide switch (idempotent): the *_created series only double the scrape.
+        disable_created_metrics()
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)

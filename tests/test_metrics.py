@@ -122,3 +122,13 @@ async def test_promtool_accepts_the_exposition(client: TestClient) -> None:
     command = ["promtool", "check", "metrics"]
     result = await asyncio.to_thread(subprocess.run, command, input=text, capture_output=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_readme_documents_every_metric_of_the_service(client: TestClient) -> None:
+    readme = (ROOT / "README.md").read_text()
+    families = {family.name for family in text_string_to_metric_families(await (await client.get("/metrics")).text())}
+    ours = {name for name in families if name.startswith("textclf_")}
+    assert len(ours) == 13
+    for name in ours:
+        documented = name if f"`{name}`" in readme else name + "_total"  # the parser drops _total
+        assert f"| `{documented}` |" in readme, name

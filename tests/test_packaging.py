@@ -83,3 +83,9 @@ def test_help_shows_every_environment_variable() -> None:
     text = " ".join(result.stdout.split())
     for field in dataclasses.fields(Settings):
         assert f"env {field.metadata['env']}," in text
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for field in dataclasses.fields(Settings):
+        assert f"| `{field.metadata['env']}` | " in readme, field.metadata["env"]
