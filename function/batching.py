@@ -77,6 +77,8 @@ class AdaptiveBatcher:
         self._pending += len(items)
         for item in items:
             self._queue.put_nowait(item)
+        if len(items) == 1:
+            return [await items[0].future]
         return list(await asyncio.gather(*(item.future for item in items)))
 
     async def _dispatch(self) -> None:

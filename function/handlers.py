@@ -21,7 +21,9 @@ _SCORES = {
     "name": "scores",
     "type": "boolean",
     "required": False,
-    "description": "Also return each label's probability",
+    # NOTE: the service reads an empty value (`?scores=`) as false; Swagger 2.0 needs saying so.
+    "allowEmptyValue": True,
+    "description": "Also return each label's probability (an empty value means false)",
 }
 _ERRORS = {
     "405": "Validation exception: the body is not JSON, not an object, or a text is missing, "

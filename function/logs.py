@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from aiohttp import web
@@ -12,36 +13,61 @@ from aiohttp.abc import AbstractAccessLogger
 from function.jsonio import dumps
 from function.routes import HEALTH_PATHS
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+class _UtcClock:
+    """ISO-8601 UTC timestamps with milliseconds; the seconds part is formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def __call__(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._text}.{int((created - second) * 1000):03d}Z"
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """Structured fields passed as ``extra={"fields": {...}}``."""
+    return getattr(record, "fields", None) or {}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, then the record's fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clock = _UtcClock()
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": self._clock(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        entry.update(fields_of(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return dumps(entry).decode()
 
 
 class TextFormatter(logging.Formatter):
+    """For people: ``time LEVEL logger: message [key=value ...]``."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        extra = " ".join(f"{k}={v}" for k, v in fields_of(record).items())
         return super().format(record) + (f" [{extra}]" if extra else "")
 
 
 def configure_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logging.Formatter.converter = __import__("time").gmtime
+    logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -50,20 +76,15 @@ def configure_logging(fmt: str, level: str) -> None:
 class AccessLogger(AbstractAccessLogger):
     """One line per request with method, path, status, duration and request id; probes skipped."""
 
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if request.path in HEALTH_PATHS:
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        if request.path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
             return
-        self.logger.info(
-            "%s %s %d",
-            request.method,
-            request.path,
-            response.status,
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round(time * 1000, 3),
-                "request_id": response.headers.get("X-Request-ID"),
-                "remote": request.remote,
-            },
-        )
+        fields = {
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "request_id": response.headers.get("X-Request-ID"),
+            "remote": request.remote,
+        }
+        self.logger.info("%s %s %d", request.method, request.path, response.status, extra={"fields": fields})

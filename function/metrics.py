@@ -8,6 +8,7 @@ known methods, status codes the service emits, the model's labels and the error 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,7 +37,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     def __init__(self, labels: Sequence[str], routes: Iterable[str]) -> None:
         # NOTE: a process-wide switch (idempotent): the *_created series only double the scrape.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -84,6 +85,7 @@ class Metrics:
         )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
         self._labels = {label: self.predictions.labels(label) for label in labels}
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for reason in VALIDATION_REASONS:
             self.validation_failures.labels(reason)
         for reason in REJECTION_REASONS:
@@ -103,8 +105,16 @@ class Metrics:
                 child.inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method if method in KNOWN_METHODS else "OTHER", str(status)).inc()
-        self.request_seconds.labels(route).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:  # bounded: routes, methods and statuses come from fixed sets
+            method_label = method if method in KNOWN_METHODS else "OTHER"
+            children = self.requests.labels(route, method_label, str(status)), self.request_seconds.labels(route)
+            if method_label == method:
+                self._request_children[key] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -59,13 +59,13 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         elif exc.error in REJECTION_REASONS:
             metrics.rejections.labels(exc.error).inc()
         if exc.status >= 500:
-            log.warning("%s: %s", exc.error, exc.detail, extra={"request_id": rid})
+            log.warning("%s: %s", exc.error, exc.detail, extra={"fields": {"request_id": rid}})
     except web.HTTPException as exc:
         response = _http_error(exc)
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("unhandled error", extra={"request_id": rid})
+        log.exception("unhandled error", extra={"fields": {"request_id": rid}})
         response = error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
     finally:
         metrics.in_flight.dec()

@@ -32,8 +32,11 @@ async def read_json(request: web.Request, within: float) -> Any:
     if request.content_type != JSON_CONTENT_TYPE:
         raise UnsupportedMediaType(f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}")
     try:
-        async with asyncio.timeout(within):
+        if request.content.is_eof():  # already buffered: nothing to wait for
             body = await request.read()
+        else:
+            async with asyncio.timeout(within):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge("the request body exceeds the size limit (MAX_BODY_BYTES)") from None
     except TimeoutError:
