@@ -45,9 +45,21 @@ train: $(DEV)
 openapi: $(RUNTIME)
 	$(BIN)/python -m function.openapi > openapi.json
 
+NODE_TOOLS := tests/e2e/node_modules/.installed
+
+$(NODE_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund
+	touch $@
+
+## e2e: schemathesis, newman, curl, hostile input and faults against live servers (about 2 minutes)
+e2e: $(DEV)
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_TOOLS); \
+	else echo "npm not found: the newman test will be skipped"; fi
+	$(BIN)/pytest -m e2e tests/e2e
+
 ## container-smoke: run the image's contents as the container would (read-only root, uid 10001; as root)
 container-smoke:
 	bash .ci/container-smoke.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache tests/e2e/node_modules

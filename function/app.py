@@ -48,7 +48,10 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[LIFECYCLE] = Lifecycle()
     app[OPENAPI] = openapi_document()
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        if method == "GET":
+            app.router.add_get(path, handler)  # HEAD too, as RFC 9110 asks
+        else:
+            app.router.add_route(method, path, handler)
     add_docs(app)
     app.cleanup_ctx.append(_classifier_context)
     app.on_shutdown.append(_start_draining)

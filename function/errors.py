@@ -50,6 +50,16 @@ class RequestTimeout(ServiceError):
     error = "request_timeout"
 
 
+class ClientDisconnected(ServiceError):
+    """The client closed the connection before its body arrived; nobody reads the answer.
+
+    499 is nginx's "client closed request": not the service's fault, so not a 5xx in metrics.
+    """
+
+    status = 499
+    error = "client_closed_request"
+
+
 class UnsupportedMediaType(ServiceError):
     status = 415
     error = "unsupported_media_type"

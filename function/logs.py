@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from function.jsonio import dumps
 from function.routes import HEALTH_PATHS
@@ -64,13 +65,31 @@ class TextFormatter(logging.Formatter):
         return super().format(record) + (f" [{extra}]" if extra else "")
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every unparseable request at ERROR with a traceback; one INFO line will do.
+
+    Such requests are the client's fault (aiohttp already answered 400); a traceback each would
+    let any client multiply the log volume and page whoever watches the errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "malformed request answered %s: %s", (error.code, error.message)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure_logging(fmt: str, level: str) -> None:
+    """Send every log record to stderr, one line each, in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
 
 
 class AccessLogger(AbstractAccessLogger):

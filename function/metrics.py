@@ -29,7 +29,13 @@ PREFIX = "textclf"
 #: 0.25 ms to 10 s.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-REJECTION_REASONS = ("payload_too_large", "unsupported_media_type", "request_timeout", "overloaded")
+REJECTION_REASONS = (
+    "payload_too_large",
+    "unsupported_media_type",
+    "request_timeout",
+    "client_closed_request",
+    "overloaded",
+)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -74,7 +80,7 @@ class Metrics:
         )
         self.rejections = Counter(
             f"{PREFIX}_rejected_requests_total",
-            "Requests refused before validation (408, 413, 415, 503), by reason",
+            "Requests refused before validation (408, 413, 415, 499, 503), by reason",
             ["reason"],
             registry=r,
         )

@@ -13,7 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from function.errors import InvalidInput, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from function.errors import (
+    ClientDisconnected,
+    InvalidInput,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from function.jsonio import JSON_CONTENT_TYPE, JSONDecodeError, loads
 
 # NOTE: whitespace is spelled out (ECMAScript's \s set) so that this check, Python's `re` and the
@@ -41,6 +47,10 @@ async def read_json(request: web.Request, within: float) -> Any:
         raise PayloadTooLarge("the request body exceeds the size limit (MAX_BODY_BYTES)") from None
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {within:g} s") from None
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
+        raise InvalidInput(f"the body could not be decoded: {exc}", reason="invalid_json") from None
+    except ConnectionResetError:
+        raise ClientDisconnected("the client closed the connection before sending its body") from None
     try:
         return loads(body)
     except JSONDecodeError as exc:

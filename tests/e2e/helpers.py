@@ -1,0 +1,347 @@
+"""What the end-to-end tests share: raw HTTP on a socket, the server's process tree, metrics, the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
+
+# ---- plain HTTP with the standard library (for sync tests and checks between steps) ---------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+    """One request with urllib; any status is an answer (never raised), a network error is raised."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def predict(url: str, text: str) -> Answer:
+    return http("POST", url + "/prediction", json.dumps({"text": text}).encode(), {"Content-Type": "application/json"})
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    answer = http("GET", url + "/metrics")
+    assert answer.status == 200, answer
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def sample(samples: Samples, name: str, /, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: Samples, name: str, /, **labels: str) -> float:
+    """The sum over every series of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+# ---- the server's processes (/proc) -----------------------------------------------------------------
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process visible in /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            # NOTE: the command name (field 2) is in parentheses and may hold spaces.
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    return parents
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def children(pid: int) -> list[int]:
+    return sorted(child for child, parent in _parents().items() if parent == pid)
+
+
+def descendants(pid: int) -> list[int]:
+    parents = _parents()
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return sorted(found)
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The inference workers: children of the server's forkserver (server -> forkserver -> workers)."""
+    forkservers = [c for c in children(server_pid) if "multiprocessing.forkserver" in cmdline(c)]
+    return sorted(w for f in forkservers for w in children(f))
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process, 0 if it is gone."""
+    try:
+        for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process and all its descendants (the server, its forkserver and workers)."""
+    return sum(rss_bytes(p) for p in [pid, *descendants(pid)])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for(predicate: Any, within: float, interval: float = 0.02) -> float:
+    """Poll ``predicate()`` until true; the seconds it took. TimeoutError past ``within``."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > within:
+            raise TimeoutError(f"not true within {within} s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+# ---- raw HTTP/1.x over a real socket ----------------------------------------------------------------
+
+
+@dataclass
+class RawResponse:
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return values[-1] if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Exchange:
+    """What came back on one connection: the responses, and how the connection ended."""
+
+    responses: list[RawResponse] = field(default_factory=list)
+    closed: bool = False  # the server closed the connection (EOF or reset)
+    timed_out: bool = False  # we stopped waiting
+    seconds: float = 0.0
+    rest: bytes = b""  # bytes that did not parse as a complete response
+
+    @property
+    def statuses(self) -> list[int]:
+        return [r.status for r in self.responses if r.status >= 200]
+
+
+def parse_responses(data: bytes, head_requests: int = 0) -> tuple[list[RawResponse], bytes]:
+    """Every complete HTTP/1.x response in ``data``; the bytes left over."""
+    responses: list[RawResponse] = []
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return responses, data
+        lines = data[:end].decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
+        status = int(code)
+        body_start = end + 4
+        names = {k.lower(): v for k, v in headers}
+        if status < 200 or status in (204, 304) or (head_requests > len(responses)):
+            length = 0
+        elif "content-length" in names:
+            length = int(names["content-length"])
+        elif names.get("transfer-encoding", "").lower() == "chunked":
+            body, consumed = _dechunk(data[body_start:])
+            if consumed < 0:
+                return responses, data
+            responses.append(RawResponse(version, status, reason, headers, body))
+            data = data[body_start + consumed :]
+            continue
+        else:  # until the connection closes
+            length = len(data) - body_start
+        if len(data) < body_start + length:
+            return responses, data
+        responses.append(RawResponse(version, status, reason, headers, data[body_start : body_start + length]))
+        data = data[body_start + length :]
+
+
+def _dechunk(data: bytes) -> tuple[bytes, int]:
+    body, position = b"", 0
+    while True:
+        end = data.find(b"\r\n", position)
+        if end < 0:
+            return b"", -1
+        size = int(data[position:end].split(b";")[0], 16)
+        start = end + 2
+        if size == 0:
+            trailer_end = data.find(b"\r\n", start)
+            return (body, trailer_end + 2) if trailer_end >= 0 else (b"", -1)
+        if len(data) < start + size + 2:
+            return b"", -1
+        body += data[start : start + size]
+        position = start + size + 2
+
+
+async def exchange(
+    url: str,
+    pieces: bytes | Sequence[bytes],
+    *,
+    expect: int = 1,
+    pause: float = 0.0,
+    give_up_after: float = 10.0,
+    head_requests: int = 0,
+) -> Exchange:
+    """Send ``pieces`` on a fresh connection (``pause`` seconds apart) and read until ``expect``
+    final responses arrived, the server closed the connection, or ``give_up_after`` seconds passed."""
+    parts = urlsplit(url)
+    result = Exchange()
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    data = b""
+
+    async def send() -> None:
+        for i, piece in enumerate([pieces] if isinstance(pieces, bytes) else pieces):
+            if i and pause:
+                await asyncio.sleep(pause)
+            writer.write(piece)
+            await writer.drain()
+
+    async def receive() -> None:
+        nonlocal data
+        while True:
+            chunk = await reader.read(65536)
+            if not chunk:
+                result.closed = True
+                return
+            data += chunk
+            responses, _ = parse_responses(data, head_requests)
+            if len([r for r in responses if r.status >= 200]) >= expect:
+                return
+
+    try:
+        async with asyncio.timeout(give_up_after):
+            sender = asyncio.create_task(send())
+            try:
+                await receive()
+            finally:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+    except TimeoutError:
+        result.timed_out = True
+    except (ConnectionResetError, BrokenPipeError):
+        result.closed = True
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.wait_closed()
+    result.seconds = time.monotonic() - started
+    result.responses, result.rest = parse_responses(data, head_requests)
+    return result
+
+
+def request(
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    *,
+    version: str = "HTTP/1.1",
+    content_type: str | None = "application/json",
+    close: bool = True,
+) -> bytes:
+    """A well-formed request's bytes (Host, Content-Length, Content-Type, Connection: close)."""
+    fields: dict[str, str] = {"Host": "127.0.0.1"}
+    if content_type is not None and (body or method == "POST"):
+        fields["Content-Type"] = content_type
+    if body or method == "POST":
+        fields["Content-Length"] = str(len(body))
+    if close and version == "HTTP/1.1":
+        fields["Connection"] = "close"
+    fields |= headers or {}
+    head = f"{method} {target} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+# ---- the contract: openapi.json's response schemas --------------------------------------------------
+
+
+def check_shape(document: dict[str, Any], method: str, path: str, status: int, content_type: str, body: bytes) -> None:
+    """Assert that an answer has the shape openapi.json documents for it (an error shape for the
+    router's own 404/405, Prometheus text for /metrics, HTML for /docs)."""
+    assert status < 500 or status == 503, f"{method} {path}: server error {status}: {body[:300]!r}"
+    if path == "/metrics" and status == 200:
+        assert content_type.startswith("text/plain"), content_type
+        assert b"# TYPE textclf_http_requests_total counter" in body
+        return
+    if path == "/docs" and status == 200:
+        assert content_type.startswith("text/html"), content_type
+        assert b"/openapi.json" in body
+        return
+    assert content_type.startswith("application/json"), f"{method} {path} {status}: {content_type}"
+    value = json.loads(body)
+    if path == "/openapi.json" and status == 200:
+        assert value == document
+        return
+    operation = document["paths"].get(path, {}).get(method.lower())
+    if operation is not None:
+        assert str(status) in operation["responses"], f"{method} {path}: {status} is not documented"
+        schema = operation["responses"][str(status)].get("schema")
+    else:
+        assert status in (404, 405), f"{method} {path}: {status} from an undocumented operation"
+        schema = {"$ref": "#/definitions/Error"}
+    if schema is not None:
+        jsonschema.validate(value, {**schema, "definitions": document["definitions"]})
+    if status >= 400:
+        assert set(value) == {"error", "detail"}, value
