@@ -10,7 +10,10 @@
 # ---- builder: requirements/runtime.txt in a virtual environment, the app byte-compiled -------
 FROM python:3.11.17-slim-bookworm AS builder
 
-RUN python -m venv /opt/venv
+# setuptools is removed: nothing needs it at run time, and its distutils shim (loaded by
+# apispec's `import distutils`) would add about 0.3 s to every start.
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip uninstall --yes setuptools
 COPY requirements/runtime.txt /tmp/runtime.txt
 # NOTE: runtime.txt and nothing else: no scikit-learn, skl2onnx or test tools. The slim base has
 # no compiler, so a dependency that would need one fails the build instead of slipping in.

@@ -9,9 +9,12 @@ DEV := $(VENV)/.dev-installed
 
 .PHONY: run test lint pytest train openapi container-smoke bench-model bench bench-smoke soak e2e clean
 
+# NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
+# `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip uninstall --quiet --yes setuptools
 
 $(RUNTIME): requirements/runtime.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/runtime.txt

@@ -116,6 +116,7 @@ chmod 755 "$work"
 
 # ---- the builder stage ---------------------------------------------------------------------------
 "$python" -m venv "$work/venv" || abort "could not create a virtual environment with $python"
+"$work/venv/bin/python" -m pip uninstall --quiet --yes setuptools >/dev/null 2>&1 || true  # as the Dockerfile
 if ! "$work/venv/bin/python" -m pip install --quiet --no-cache-dir --disable-pip-version-check \
     -r requirements/runtime.txt >"$work/pip.log" 2>&1; then
     tail -n 20 "$work/pip.log"

@@ -31,7 +31,7 @@ class Settings:
         30.0, "BODY_TIMEOUT_SECONDS", "time a client has to send its request body (408 beyond)"
     )
     max_batch_items: int = _setting(256, "MAX_BATCH_ITEMS", "largest list accepted by POST /predictions")
-    max_pending: int = _setting(1024, "MAX_PENDING", "texts queued or in inference before 503 + Retry-After")
+    max_pending: int = _setting(2048, "MAX_PENDING", "texts queued or in inference before 503 + Retry-After")
     batch_max_size: int = _setting(32, "BATCH_MAX_SIZE", "most texts grouped into one onnxruntime call")
     retry_after_seconds: int = _setting(1, "RETRY_AFTER_SECONDS", "Retry-After sent with 503 answers")
     shutdown_grace_seconds: float = _setting(

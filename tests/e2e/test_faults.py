@@ -182,7 +182,7 @@ async def test_sigterm_under_load_finishes_what_is_in_flight_and_exits_0_within_
         while len(steady) < 40:
             assert time.monotonic() < deadline, "the steady load does not get going"
             await asyncio.sleep(0.01)
-        # NOTE: three batches of 256 texts stay under MAX_PENDING (1024) with the steady load beside them.
+        # NOTE: three batches of 256 texts stay under MAX_PENDING (2048) with the steady load beside them.
         in_flight = [asyncio.create_task(send(http, server.url + "/predictions", slow_batch)) for _ in range(3)]
         # Every slow request is inside the service (the in-flight gauge counts this scrape too).
         while sample(await asyncio.to_thread(scrape, server.url), "textclf_http_requests_in_flight") < 3 + 1:
