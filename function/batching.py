@@ -84,15 +84,16 @@ class AdaptiveBatcher:
     async def _dispatch(self) -> None:
         assert self._queue is not None
         queue = self._queue
+        batch: list[_Item] = []  # taken from the queue, not yet handed to a worker
         try:
             while True:
-                first = await queue.get()
+                batch = [await queue.get()]
                 worker = await self._pool.acquire()
-                batch = [first]
                 while len(batch) < self._max_batch and not queue.empty():
                     batch.append(queue.get_nowait())
                 live = [item for item in batch if not item.future.done()]  # drop cancelled waiters
                 self._pending -= len(batch) - len(live)
+                batch = []
                 if not live:
                     self._pool.release(worker)
                     continue
@@ -103,8 +104,9 @@ class AdaptiveBatcher:
             # NOTE: nobody would ever answer what is still queued: fail every waiter.
             error = ModelUnavailable("the model is shutting down")
             while not queue.empty():
-                self._fail([queue.get_nowait()], error)
-                self._pending -= 1
+                batch.append(queue.get_nowait())
+            self._fail(batch, error)
+            self._pending -= len(batch)
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("batcher stopped")
             raise
@@ -136,10 +138,10 @@ class AdaptiveBatcher:
                 item.future.set_exception(error)
 
     async def stop(self) -> None:
-        """Stop taking work; batches already running finish first."""
-        if self._batches:
-            await asyncio.gather(*self._batches, return_exceptions=True)
+        """Stop: queued texts fail with 503 at once; batches already with a worker finish."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
