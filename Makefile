@@ -60,6 +60,22 @@ e2e: $(DEV)
 	else echo "npm not found: the newman test will be skipped"; fi
 	$(BIN)/pytest -m e2e tests/e2e
 
+## bench-model: per-document latency and test accuracy, served graph vs stock exports (bench/MODEL.md)
+bench-model: $(DEV)
+	$(BIN)/python -m bench.model
+
+## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
+bench: $(DEV)
+	$(BIN)/python -m bench.run
+
+## bench-smoke: every benchmark step for ~2 s; fails only if a step produced no numbers (bench/out/)
+bench-smoke: $(DEV)
+	$(BIN)/python -m bench.run --smoke
+
+## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
+soak: $(DEV)
+	$(BIN)/python -m bench.run --soak
+
 ## container-smoke: run the image's contents as the container would (read-only root, uid 10001; as root)
 container-smoke:
 	bash .ci/container-smoke.sh

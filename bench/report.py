@@ -1,0 +1,272 @@
+"""RESULTS.md: one run's tables, targets and notes, in Markdown (also what the terminal shows)."""
+
+from __future__ import annotations
+
+from bench.procs import mb, role, total_pss_mb, total_rss_mb
+from bench.results import BATCH_SIZE, TARGET_CONNECTIONS, Results
+from bench.stats import median, percentile_ms
+from bench.tables import markdown_table
+from bench.targets import Target
+from bench.wrk import TIMEOUT_SECONDS, WrkResult
+
+SOAK_HEADING = "## Soak"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _sockets(w: WrkResult) -> str:
+    e = w.errors
+    if not w.socket_errors:
+        return "0"
+    return f"{w.socket_errors} (connect {e['connect']}, read {e['read']}, write {e['write']}, timeout {e['timeout']})"
+
+
+def load_row(label: str, w: WrkResult) -> list[str]:
+    lat = w.latency_ms
+    return [
+        label,
+        f"{w.ok_rps:.0f}",
+        _ms(lat["p50"]),
+        _ms(lat["p90"]),
+        _ms(lat["p99"]),
+        _ms(lat["max"]),
+        str(w.non_2xx),
+        str(w.overloaded),
+        _sockets(w),
+    ]
+
+
+LOAD_HEADER = ["load", "2xx/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-2xx", "of which 503", "socket errors"]
+
+
+def targets_table(targets: list[Target]) -> str:
+    return markdown_table(
+        ["target", "goal", "measured", "verdict"], [[t.name, t.goal, t.measured, t.verdict] for t in targets]
+    )
+
+
+def ceilings(r: Results) -> list[str]:
+    rows: list[list[str]] = []
+    if r.model_ceiling is not None:
+        rows.append(
+            [
+                f"model-only: {r.model_ceiling.processes} processes at once, no HTTP",
+                f"{r.model_ceiling.docs_per_second:.0f} docs/s",
+                "`function.worker.predict` on one test text a call, one onnxruntime thread per process",
+            ]
+        )
+    if r.http_ceiling is not None:
+        h = r.http_ceiling
+        rows.append(
+            [
+                f"HTTP-only: constant classifier, {h.connections} conns",
+                f"{h.ok_rps:.0f} req/s",
+                f"`python -m bench.constant_server`; p50 {_ms(h.latency_ms['p50'])} ms, "
+                f"p99 {_ms(h.latency_ms['p99'])} ms",
+            ]
+        )
+    ideal = r.ideal_rps
+    if ideal is not None:
+        rows.append(
+            ["ideal = 1 / (1/model + 1/http)", f"{ideal:.0f} req/s", "both costs paid in turn on the same cores"]
+        )
+    at64 = r.service.get(TARGET_CONNECTIONS)
+    if at64 is not None:
+        share = f" = {at64.ok_rps / ideal:.2f} x ideal" if ideal else ""
+        rows.append([f"service, WORKERS=2, {TARGET_CONNECTIONS} conns", f"{at64.ok_rps:.0f} req/s", f"measured{share}"])
+    return ["## Ceilings and the ideal", "", markdown_table(["what", "throughput", "how"], rows), ""]
+
+
+def load_tables(r: Results) -> list[str]:
+    lines = [
+        "## Service under load (`python -m function`, WORKERS=2)",
+        "",
+        f"POST /prediction with the test texts in turn, {r.seconds_per_step:.0f} s per step after a warm-up.",
+        "",
+    ]
+    rows = [load_row(f"{c} conns", w) for c, w in sorted(r.service.items())]
+    for connections, batch in r.batch.items():
+        rows.append(load_row(f"POST /predictions, {connections} conns x {BATCH_SIZE} texts", batch))
+    lines += [markdown_table(LOAD_HEADER, rows), ""]
+    if r.batch:
+        pending = int(r.settings.get("MAX_PENDING", "0") or 0)
+        texts = "; ".join(
+            f"{c} conns: **{b.ok_rps * BATCH_SIZE:.0f} texts/s** ({b.ok_rps:.0f} requests/s of {BATCH_SIZE}"
+            + (f", {b.overloaded} refused with 503" if b.overloaded else "")
+            + ")"
+            for c, b in r.batch.items()
+        )
+        lines += [
+            f"Batch endpoint, in 2xx answers: {texts}. "
+            + "; ".join(
+                f"{c} x {BATCH_SIZE} = {c * BATCH_SIZE} texts in flight "
+                + ("exceed" if c * BATCH_SIZE > pending else "fit within")
+                + f" MAX_PENDING={pending}"
+                for c in r.batch
+            )
+            + ": a request that would take the queue past the bound is refused whole, at once.",
+            "",
+        ]
+    if r.service:
+        lines += ["![latency and throughput against connections](results.png)", ""]
+    return lines
+
+
+def overload_section(r: Results) -> list[str]:
+    if r.overload is None:
+        return []
+    o = r.overload
+    rows = []
+    for status, seconds in sorted(o.probe_seconds.items()):
+        rows.append(
+            [
+                str(status) if status else "no answer",
+                str(len(seconds)),
+                _ms(percentile_ms(seconds, 50)),
+                _ms(percentile_ms(seconds, 99)),
+                _ms(max(seconds) * 1e3),
+            ]
+        )
+    return [
+        "## Load shedding beyond the queue bound",
+        "",
+        f"The service restarted with MAX_PENDING={o.max_pending} and driven at {o.load.connections} connections, "
+        "so that the queue bound is really exceeded. wrk's view:",
+        "",
+        markdown_table(LOAD_HEADER, [load_row(f"{o.load.connections} conns, MAX_PENDING={o.max_pending}", o.load)]),
+        "",
+        "A side probe (one keep-alive connection, one request every 50 ms during the step) timed each answer "
+        "by status:",
+        "",
+        markdown_table(["status", "answers", "p50 ms", "p99 ms", "max ms"], rows) if rows else "(no probe answers)",
+        "",
+    ]
+
+
+def cold_start_section(r: Results) -> list[str]:
+    if not r.cold_starts:
+        return []
+    samples = ", ".join(f"{s:.2f}" for s in r.cold_starts)
+    return [
+        "## Cold start",
+        "",
+        f"From creating the `python -m function` process (WORKERS=2) to its first 200 answer to POST /prediction, "
+        f"polled every 5 ms: **median {median(r.cold_starts):.2f} s** of {len(r.cold_starts)} fresh starts "
+        f"({samples} s).",
+        "",
+    ]
+
+
+def memory_section(r: Results) -> list[str]:
+    if not r.memory:
+        return []
+    root = r.memory[0].pid
+    rows = [
+        [role(p, root), str(p.pid), f"{mb(p.rss_kib):.1f}", f"{mb(p.pss_kib):.1f}" if p.pss_kib is not None else "n/a"]
+        for p in r.memory
+    ]
+    pss = total_pss_mb(r.memory)
+    rows.append(["**total**", "", f"**{total_rss_mb(r.memory):.1f}**", f"**{pss:.1f}**" if pss is not None else "n/a"])
+    return [
+        "## Memory after the load (WORKERS=2)",
+        "",
+        "The server and every descendant (the forkserver, the workers it forked, multiprocessing's resource "
+        "tracker), from /proc. RSS counts shared pages in every process that maps them (the forkserver's "
+        "preloaded onnxruntime, copy-on-write in the workers); PSS divides them among the sharers, so the "
+        "PSS total is what the tree really occupies. MB = 10^6 bytes.",
+        "",
+        markdown_table(["process", "pid", "RSS MB", "PSS MB"], rows),
+        "",
+    ]
+
+
+def cpu_section(r: Results) -> list[str]:
+    if not r.costs:
+        return []
+    rows = []
+    for step in r.costs:
+        c, n, b = step.cpu, max(1, step.requests), step.batching
+        rows.append(
+            [
+                step.label,
+                f"{c.server / n * 1e6:.0f}",
+                f"{c.workers / n * 1e6:.0f}",
+                f"{c.load_generator / n * 1e6:.0f}",
+                f"{c.server / c.wall:.0%}",
+                f"{c.workers / c.wall:.0%}",
+                f"{c.load_generator / c.wall:.0%}",
+                f"{c.others / c.wall:.0%}",
+                f"{b.mean_size:.1f}" if b else "",
+                f"{b.inference_ms:.2f}" if b else "",
+                f"{b.queue_wait_ms:.2f}" if b else "",
+            ]
+        )
+    header = ["step", "event loop µs/req", "workers µs/req", "wrk µs/req", "event loop", "workers", "wrk",
+              "others", "mean batch", "onnxruntime ms/batch", "queue wait ms"]  # fmt: skip
+    return [
+        "## Where the time goes",
+        "",
+        "CPU time (user + system, from /proc and wrk's rusage) during each load step, per request answered "
+        'and as a share of one core (the machine has 2 cores: 200% is everything). "event loop" is the '
+        'whole server process: the event loop and the threads of its process-pool executors. "others" is '
+        "every other process on the machine, this benchmark's own included: interference when it is "
+        "large. The last three columns come from the service's Prometheus histograms (deltas over the "
+        "step): texts per onnxruntime call, time inside onnxruntime per call, and each text's wait from "
+        "arrival until its batch starts.",
+        "",
+        markdown_table(header, rows),
+        "",
+    ]
+
+
+def scaling_section(r: Results) -> list[str]:
+    if not r.scaling:
+        return []
+    base = r.scaling.get(1)
+    rows = []
+    for workers, w in sorted(r.scaling.items()):
+        speedup = f"{w.ok_rps / base.ok_rps:.2f}x" if base else "n/a"
+        rows.append([str(workers), f"{w.ok_rps:.0f}", _ms(w.latency_ms["p50"]), _ms(w.latency_ms["p99"]), speedup])
+    return [
+        f"## Worker scaling ({TARGET_CONNECTIONS} conns)",
+        "",
+        markdown_table(["WORKERS", "2xx/s", "p50 ms", "p99 ms", "vs 1 worker"], rows),
+        "",
+    ]
+
+
+def render(r: Results, targets: list[Target]) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in r.settings.items())
+    lines = [
+        "# Service benchmark",
+        "",
+        f"Generated by `python -m bench.run` ({r.mode} mode) at {r.started}; every figure below comes from "
+        "this one run. Regenerate with `make bench` (3 to 5 minutes; `make bench-smoke` checks that every "
+        "step runs, in seconds, without judging speed).",
+        "",
+        f"- **Machine**: {r.machine}. Load average before the run: {r.load_average}.",
+        f"- **Service settings**: {settings} (defaults unless set in the environment of `bench.run`).",
+        f"- **Load generator**: wrk, closed loop (each connection sends its next request when the previous "
+        f"answer arrives), {r.wrk_threads} thread(s), {r.seconds_per_step:.0f} s per step, {TIMEOUT_SECONDS} s "
+        "timeout (counted as a socket error), Lua script `bench/post_texts.lua` replaying the test texts. "
+        "**wrk runs on the same machine and shares its cores** with the server's event loop and the "
+        "inference workers, so it takes CPU time the service would otherwise have; on dedicated cores "
+        "the service would do better than these figures.",
+        "- **Interference**: a load step during which other processes took more than 25% of a core is "
+        f"repeated (at most twice per step, never in smoke mode; {r.repeated_steps} repeat(s) in this run) "
+        'and the least disturbed attempt is kept; the "others" column of the last table shows what remained.',
+        "",
+    ]
+    if r.failures:
+        lines += ["**Steps that failed:**", "", *[f"- {f}" for f in r.failures], ""]
+    lines += ["## Targets", "", targets_table(targets), ""]
+    lines += ceilings(r)
+    lines += load_tables(r)
+    lines += overload_section(r)
+    lines += cold_start_section(r)
+    lines += memory_section(r)
+    lines += scaling_section(r)
+    lines += cpu_section(r)
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Everything one ``python -m bench.run`` measures, in one object the report and plot read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.ceiling import CeilingResult
+from bench.cpu import CpuUse
+from bench.procs import ProcessMemory
+from bench.scrape import Batching
+from bench.wrk import WrkResult
+
+LOAD_CONNECTIONS = (1, 16, 64, 256)
+TARGET_CONNECTIONS = 64
+HEAVY_CONNECTIONS = 256
+#: The brief's batch step (64 x 32 = 2048 texts > MAX_PENDING 1024), and one that fits the queue bound.
+BATCH_CONNECTIONS = (64, 16)
+BATCH_SIZE = 32
+#: The overload step's MAX_PENDING: well below its 256 connections, so the queue bound is hit.
+OVERLOAD_MAX_PENDING = 64
+
+
+@dataclass(frozen=True)
+class OverloadResult:
+    max_pending: int
+    load: WrkResult
+    probe_seconds: dict[int, list[float]]  # status -> latencies of the side probe's requests
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """What one load step cost: CPU by process role, and the service's batching meanwhile."""
+
+    label: str
+    requests: int
+    cpu: CpuUse
+    batching: Batching | None
+
+
+@dataclass
+class Results:
+    mode: str  # "full" or "smoke"
+    started: str
+    machine: str
+    load_average: str
+    settings: dict[str, str]
+    seconds_per_step: float
+    wrk_threads: int
+    model_ceiling: CeilingResult | None = None
+    http_ceiling: WrkResult | None = None
+    service: dict[int, WrkResult] = field(default_factory=dict)  # connections -> result, WORKERS=2
+    batch: dict[int, WrkResult] = field(default_factory=dict)  # connections -> POST /predictions result
+    overload: OverloadResult | None = None
+    cold_starts: list[float] = field(default_factory=list)
+    memory: list[ProcessMemory] = field(default_factory=list)
+    scaling: dict[int, WrkResult] = field(default_factory=dict)  # workers -> result at 64 connections
+    costs: list[StepCost] = field(default_factory=list)
+    repeated_steps: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ideal_rps(self) -> float | None:
+        """1 / (1/model + 1/http): the two ceilings' costs per request, paid one after the other."""
+        if self.model_ceiling is None or self.http_ceiling is None:
+            return None
+        return 1 / (1 / self.model_ceiling.docs_per_second + 1 / self.http_ceiling.ok_rps)

@@ -1,0 +1,174 @@
+"""The steps of ``python -m bench.run``; each fills its part of ``Results`` and stops what it started."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import servers
+from bench.ceiling import model_ceiling
+from bench.coldstart import cold_starts
+from bench.cpu import measured
+from bench.probe import Probe
+from bench.procs import tree_memory
+from bench.results import (
+    BATCH_CONNECTIONS,
+    BATCH_SIZE,
+    HEAVY_CONNECTIONS,
+    LOAD_CONNECTIONS,
+    OVERLOAD_MAX_PENDING,
+    TARGET_CONNECTIONS,
+    OverloadResult,
+    Results,
+    StepCost,
+)
+from bench.scrape import batching, scrape
+from bench.wrk import WrkResult, run_wrk
+
+SERVICE_WORKERS = 2
+WARM_UP_CONNECTIONS = 16
+SETTLE_SECONDS = 1.0
+#: Other processes' CPU (share of one core) above which a step counts as disturbed.
+NOISY_SHARE = 0.25
+MAX_REPEATS_PER_STEP = 2
+
+
+class RetryBudget:
+    """How many disturbed load steps may still be repeated (bounds the run's duration)."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+        self.used = 0
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        self.used += 1
+        return True
+
+
+@dataclass(frozen=True)
+class Context:
+    out: Path  # request files and server logs
+    seconds: float  # per load step
+    warm_up: float
+    wrk_threads: int
+    single_bodies: Path
+    batch_bodies: Path
+    cold_runs: int
+    retries: RetryBudget  # repeats of load steps disturbed by other processes, for the whole run
+
+    def log(self, name: str) -> Path:
+        return self.out / "logs" / f"{name}.log"
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _load(
+    ctx: Context, r: Results, label: str, server: servers.Server, path: str, bodies: Path, connections: int
+) -> WrkResult:
+    """One load step; its CPU use (server tree and wrk) is recorded under ``label``."""
+    attempts: list[tuple[WrkResult, StepCost]] = []
+    for attempt in range(1 + MAX_REPEATS_PER_STEP):
+        time.sleep(SETTLE_SECONDS)  # let the previous step's abandoned requests drain from the queue
+        before = scrape(server.port)
+        result, cpu = measured(
+            server.pid, lambda: run_wrk(server.url(path), bodies, connections, ctx.seconds, ctx.wrk_threads)
+        )
+        attempts.append((result, StepCost(label, result.requests, cpu, batching(before, scrape(server.port)))))
+        interference = cpu.others / cpu.wall
+        if interference <= NOISY_SHARE or attempt == MAX_REPEATS_PER_STEP or not ctx.retries.take():
+            break
+        say(f"  other processes took {interference:.0%} of a core during {label}: repeating the step")
+    result, cost = min(attempts, key=lambda a: a[1].cpu.others / a[1].cpu.wall)
+    r.costs.append(cost)
+    say(
+        f"  {path} {connections:>3} conns: {result.ok_rps:7.0f} 2xx/s, p50 {result.latency_ms['p50']:.2f} ms, "
+        f"p99 {result.latency_ms['p99']:.2f} ms, non-2xx {result.non_2xx}, socket errors {result.socket_errors}"
+    )
+    return result
+
+
+def _warm_up(ctx: Context, server: servers.Server) -> None:
+    run_wrk(server.url("/prediction"), ctx.single_bodies, WARM_UP_CONNECTIONS, ctx.warm_up, ctx.wrk_threads)
+
+
+def model_only(ctx: Context, r: Results) -> None:
+    say(f"model-only ceiling: {SERVICE_WORKERS} processes, {ctx.seconds:.0f} s")
+    r.model_ceiling = model_ceiling(SERVICE_WORKERS, ctx.seconds)
+    say(f"  {r.model_ceiling.docs_per_second:.0f} docs/s")
+
+
+def http_only(ctx: Context, r: Results) -> None:
+    say(f"HTTP-only ceiling: constant classifier, {TARGET_CONNECTIONS} conns")
+    env = {"WORKERS": str(SERVICE_WORKERS)}
+    with servers.running(servers.CONSTANT, env, ctx.log("constant")) as server:
+        _warm_up(ctx, server)
+        r.http_ceiling = _load(
+            ctx,
+            r,
+            f"HTTP-only, {TARGET_CONNECTIONS} conns",
+            server,
+            "/prediction",
+            ctx.single_bodies,
+            TARGET_CONNECTIONS,
+        )
+
+
+def service(ctx: Context, r: Results) -> None:
+    say(f"service, WORKERS={SERVICE_WORKERS}: {', '.join(map(str, LOAD_CONNECTIONS))} conns, then the batch endpoint")
+    env = {"WORKERS": str(SERVICE_WORKERS)}
+    with servers.running(servers.SERVICE, env, ctx.log("service")) as server:
+        _warm_up(ctx, server)
+        for connections in LOAD_CONNECTIONS:
+            label = f"service, {connections} conns"
+            r.service[connections] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, connections)
+        for connections in BATCH_CONNECTIONS:
+            label = f"service, batch of {BATCH_SIZE}, {connections} conns"
+            r.batch[connections] = _load(ctx, r, label, server, "/predictions", ctx.batch_bodies, connections)
+        r.memory = tree_memory(server.pid)
+    if TARGET_CONNECTIONS in r.service:
+        r.scaling[SERVICE_WORKERS] = r.service[TARGET_CONNECTIONS]
+
+
+def overload(ctx: Context, r: Results) -> None:
+    say(f"load shedding: MAX_PENDING={OVERLOAD_MAX_PENDING}, {HEAVY_CONNECTIONS} conns")
+    env = {"WORKERS": str(SERVICE_WORKERS), "MAX_PENDING": str(OVERLOAD_MAX_PENDING)}
+    with servers.running(servers.SERVICE, env, ctx.log("overload")) as server:
+        _warm_up(ctx, server)
+        probe = Probe(server.port)
+        probe.start()
+        try:
+            label = f"MAX_PENDING={OVERLOAD_MAX_PENDING}, {HEAVY_CONNECTIONS} conns"
+            load = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, HEAVY_CONNECTIONS)
+        finally:
+            probe.stop()
+    r.overload = OverloadResult(OVERLOAD_MAX_PENDING, load, probe.seconds)
+
+
+def one_worker(ctx: Context, r: Results) -> None:
+    say(f"worker scaling: WORKERS=1, {TARGET_CONNECTIONS} conns")
+    with servers.running(servers.SERVICE, {"WORKERS": "1"}, ctx.log("one-worker")) as server:
+        _warm_up(ctx, server)
+        label = f"WORKERS=1, {TARGET_CONNECTIONS} conns"
+        r.scaling[1] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+
+
+def cold_start(ctx: Context, r: Results) -> None:
+    say(f"cold start: {ctx.cold_runs} fresh starts, WORKERS={SERVICE_WORKERS}")
+    r.cold_starts = cold_starts({"WORKERS": str(SERVICE_WORKERS)}, ctx.out / "logs", ctx.cold_runs)
+    say("  " + ", ".join(f"{s:.2f} s" for s in r.cold_starts))
+
+
+STEPS = (
+    ("model-only ceiling", model_only),
+    ("HTTP-only ceiling", http_only),
+    ("service under load", service),
+    ("load shedding", overload),
+    ("worker scaling", one_worker),
+    ("cold start", cold_start),
+)

@@ -1,0 +1,81 @@
+"""The service's performance targets, checked against one run's results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.procs import total_rss_mb
+from bench.results import HEAVY_CONNECTIONS, TARGET_CONNECTIONS, Results
+from bench.stats import median, percentile_ms
+
+THROUGHPUT_OF_IDEAL = 0.8
+P99_MS_AT_64 = 50.0
+P99_MS_AT_256 = 250.0
+SHED_P99_MS = 250.0  # a 503 is "fast" if it comes well inside wrk's 2 s timeout, like a 256-conn answer
+COLD_START_SECONDS = 1.0
+RSS_MB = 250.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    measured: str
+    passed: bool | None  # None: not measured (the step failed)
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+def check(r: Results) -> list[Target]:
+    targets: list[Target] = []
+    add = targets.append
+    at64, at256, ideal = r.service.get(TARGET_CONNECTIONS), r.service.get(HEAVY_CONNECTIONS), r.ideal_rps
+    if at64 is not None and ideal is not None:
+        ratio = at64.ok_rps / ideal
+        add(
+            Target(
+                "64 conns: throughput",
+                f">= {THROUGHPUT_OF_IDEAL:.1f} x ideal ({ideal:.0f}/s)",
+                f"{at64.ok_rps:.0f}/s = {ratio:.2f} x ideal",
+                ratio >= THROUGHPUT_OF_IDEAL,
+            )
+        )
+    else:
+        add(Target("64 conns: throughput", f">= {THROUGHPUT_OF_IDEAL:.1f} x ideal", "not measured", None))
+    if at64 is not None:
+        p99 = at64.latency_ms["p99"]
+        add(Target("64 conns: p99 latency", f"<= {P99_MS_AT_64:.0f} ms", f"{p99:.1f} ms", p99 <= P99_MS_AT_64))
+        errors = at64.non_2xx + at64.socket_errors
+        add(Target("64 conns: errors", "0", f"{at64.non_2xx} non-2xx, {at64.socket_errors} socket", errors == 0))
+    if at256 is not None:
+        add(Target("256 conns: socket errors", "0", str(at256.socket_errors), at256.socket_errors == 0))
+        p99 = at256.latency_ms["p99"]
+        add(Target("256 conns: p99 latency", f"<= {P99_MS_AT_256:.0f} ms", f"{p99:.1f} ms", p99 <= P99_MS_AT_256))
+    if r.overload is not None:
+        load, shed = r.overload.load, r.overload.probe_seconds.get(503, [])
+        shed_p99 = percentile_ms(shed, 99) if shed else None
+        fast = shed_p99 is not None and shed_p99 <= SHED_P99_MS
+        add(
+            Target(
+                f"beyond the queue bound (MAX_PENDING={r.overload.max_pending}, {load.connections} conns)",
+                f"503s, no timeouts/socket errors, 503 p99 <= {SHED_P99_MS:.0f} ms",
+                f"{load.overloaded} x 503, {load.socket_errors} socket errors, "
+                + (
+                    f"503 p99 {shed_p99:.1f} ms (probe, {len(shed)} answers)"
+                    if shed_p99 is not None
+                    else "no 503 probed"
+                ),
+                load.overloaded > 0 and load.socket_errors == 0 and fast,
+            )
+        )
+    if r.cold_starts:
+        cold = median(r.cold_starts)
+        add(
+            Target("cold start (median)", f"<= {COLD_START_SECONDS:.1f} s", f"{cold:.2f} s", cold <= COLD_START_SECONDS)
+        )
+    if r.memory:
+        rss = total_rss_mb(r.memory)
+        add(Target("memory, 2 workers (total RSS)", f"<= {RSS_MB:.0f} MB", f"{rss:.0f} MB", rss <= RSS_MB))
+    return targets
