@@ -42,6 +42,8 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
+from function import worker
+
 #: The label set of the challenge; ``model/model.json`` carries it to the service.
 LABELS: tuple[str, ...] = ("baseball", "cryptography", "electronics", "hockey", "politics", "space")
 #: One token pattern for scikit-learn (Python ``re``) and onnxruntime (RE2): ASCII only, no ``\b``
@@ -52,8 +54,6 @@ TOKEN_PATTERN = r"[a-z0-9]{2,}"
 #: A-Z only, which ``ascii_lower`` reproduces on the scikit-learn side.
 ONNX_LOCALE = "C"
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
-INPUT_NAME = "text"
-OUTPUT_NAMES = ("label", "probabilities")
 MODEL_NAME = "newsgroups-topic"
 SEED = 0
 CV_FOLDS = 5
@@ -392,7 +392,7 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
     graph = helper.make_graph(
         nodes,
         MODEL_NAME,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info(worker.INPUT, TensorProto.STRING, ["N"])],
         [
             helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]),
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(classes)]),
@@ -424,19 +424,11 @@ def export_stock_onnx(pipeline: Pipeline) -> onnx.ModelProto:
     options[id(clf)] = {"zipmap": False} if hasattr(clf, "predict_proba") else {"nocl": False}
     model: onnx.ModelProto = to_onnx(
         pipeline,
-        initial_types=[(INPUT_NAME, StringTensorType([None]))],
+        initial_types=[(worker.INPUT, StringTensorType([None]))],
         options=options,
         target_opset={"": 18, "ai.onnx.ml": 3},
     )
     return model
-
-
-def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
-    """A single-threaded onnxruntime session, as the service's workers create it."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_predict(session: ort.InferenceSession, texts: Sequence[str], batch: int = 256) -> tuple[list[str], np.ndarray]:
@@ -445,7 +437,7 @@ def onnx_predict(session: ort.InferenceSession, texts: Sequence[str], batch: int
     probs = []
     for start in range(0, len(texts), batch):
         chunk = np.array(texts[start : start + batch], dtype=object)
-        out_labels, out_probs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: chunk})
+        out_labels, out_probs = session.run(worker.OUTPUTS, {worker.INPUT: chunk})
         labels.extend(str(x) for x in out_labels)
         probs.append(out_probs)
     return labels, np.vstack(probs)
@@ -718,7 +710,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_bytes = onnx_model.SerializeToString()
     log(f"exported ONNX graph ({len(model_bytes) / 1e6:.2f} MB, softmax scale {temperature:.3f})")
 
-    onnx_labels, _ = onnx_predict(onnx_session(model_bytes), test.texts)
+    onnx_labels, _ = onnx_predict(worker.load_session(model_bytes), test.texts)
     served = evaluate(test.labels, onnx_labels, rounds=args.bootstrap)
     base = evaluate(test.labels, list(baseline.predict(test.texts)), rounds=args.bootstrap)
     sk_labels = list(model.predict(test.texts))
@@ -744,10 +736,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "version": args.version,
         "description": chosen.description,
         "labels": [str(c) for c in model.classes_],
-        "input": {"name": INPUT_NAME, "type": "string", "shape": ["N"]},
+        "input": {"name": worker.INPUT, "type": "string", "shape": ["N"]},
         "outputs": {
-            "label": {"name": OUTPUT_NAMES[0], "type": "string", "shape": ["N"]},
-            "probabilities": {"name": OUTPUT_NAMES[1], "type": "float32", "shape": ["N", len(model.classes_)]},
+            "label": {"name": worker.OUTPUTS[0], "type": "string", "shape": ["N"]},
+            "probabilities": {"name": worker.OUTPUTS[1], "type": "float32", "shape": ["N", len(model.classes_)]},
         },
         "sha256": model_sha,
         "size_bytes": len(model_bytes),

@@ -28,6 +28,7 @@ from bench import machine
 from bench.paths import BENCH, EVALUATION, MODEL_PATH, TEST_DATA, TRAIN_DATA
 from bench.stats import percentile_ms
 from bench.tables import markdown_table
+from function import worker
 
 WARM_UP_DOCS = 50
 
@@ -90,7 +91,7 @@ class Subject:
 
 
 def measure(subjects: Sequence[Subject], test: train.Dataset, passes: int) -> list[Row]:
-    sessions = [train.onnx_session(s.model_bytes) for s in subjects]
+    sessions = [worker.load_session(s.model_bytes) for s in subjects]
     timings = single_doc_seconds(sessions, test.texts, passes)
     return [
         Row(
@@ -164,7 +165,8 @@ def render(rows: list[Row], passes: int, n_docs: int, note: str) -> str:
             "",
             f"Single-document `session.run` calls over the {n_docs} test texts ({passes} pass(es), "
             f"alternating between the models, after {WARM_UP_DOCS} warm-up calls each), one Python thread, "
-            "onnxruntime session with 1 intra-op and 1 inter-op thread (`train.onnx_session`). Accuracy on "
+            "onnxruntime session with 1 intra-op and 1 inter-op thread (`function.worker.load_session`, "
+            "as the service). Accuracy on "
             "the test split: of the ONNX graph as timed, and of the scikit-learn pipeline it came from. "
             "Regenerate with `make bench-model` (`python -m bench.model`).",
             "",

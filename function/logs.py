@@ -55,7 +55,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """For people: ``time LEVEL logger: message [key=value ...]``."""
+    """For people: ``time LEVEL logger: message [key=value ...]``, times in UTC."""
+
+    converter = time.gmtime  # type: ignore[assignment]  # typeshed lists only the overload without an argument
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,7 +91,6 @@ def configure_logging(fmt: str, level: str) -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    logging.Formatter.converter = time.gmtime
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

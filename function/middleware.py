@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from function.errors import InvalidInput, ServiceError
 from function.jsonio import json_response
 from function.metrics import REJECTION_REASONS
-from function.state import METRICS, REQUEST_ID
+from function.state import METRICS
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -40,14 +40,13 @@ def error_response(status: int, error: str, detail: str, headers: dict[str, str]
 def _http_error(exc: web.HTTPException) -> web.Response:
     code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    detail = exc.reason if exc.status != 413 else "the request body exceeds the size limit"
-    return error_response(exc.status, code, detail, headers)
+    return error_response(exc.status, code, exc.reason, headers)
 
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
-    rid = request[REQUEST_ID] = request_id(request)
+    rid = request_id(request)
     started = time.perf_counter()
     metrics.in_flight.inc()
     try:

@@ -11,14 +11,16 @@ import onnxruntime as ort
 
 from function.prediction import BatchResult
 
-#: The model's outputs, in this order (``model/model.json`` declares the same names).
+#: The model's interface: one string input, these outputs in this order. train.py builds the
+#: graph with these names and writes them to ``model/model.json``.
+INPUT = "text"
 OUTPUTS = ["label", "probabilities"]
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
 
 _session: ort.InferenceSession | None = None
 
 
-def load_session(model_path: str) -> ort.InferenceSession:
+def load_session(model: str | bytes) -> ort.InferenceSession:
     """A single-threaded session: parallelism comes from processes, not intra-op threads."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -28,7 +30,7 @@ def load_session(model_path: str) -> ort.InferenceSession:
     # the high-water mark of the largest batch ever seen (about 12 MiB more per worker, measured
     # over the test set in batches of 32) for no measurable speed.
     options.enable_cpu_mem_arena = False
-    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def init(model_path: str) -> None:
@@ -45,7 +47,7 @@ def predict(texts: list[str], session: ort.InferenceSession | None = None) -> Ba
     session = session or _session
     if session is None:
         raise RuntimeError("worker not initialised: call init() first")
-    feed = {session.get_inputs()[0].name: np.array(texts, dtype=object)}
+    feed = {INPUT: np.array(texts, dtype=object)}
     started = time.monotonic()
     labels, probabilities = session.run(OUTPUTS, feed)
     seconds = time.monotonic() - started

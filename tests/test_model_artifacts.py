@@ -90,7 +90,7 @@ def test_metadata_describes_the_committed_file(metadata: dict[str, Any]) -> None
     assert metadata["sha256"] == hashlib.sha256(blob).hexdigest()
     assert metadata["size_bytes"] == len(blob) < 5 * 1024 * 1024
     assert metadata["labels"] == sorted(train.LABELS)
-    assert metadata["input"]["name"] == "text"
+    assert metadata["input"]["name"] == worker.INPUT
     assert [o["name"] for o in metadata["outputs"].values()] == worker.OUTPUTS
     data_sha = hashlib.sha256((ROOT / "data/train.jsonl.gz").read_bytes()).hexdigest()
     assert metadata["training_data"]["sha256"] == data_sha
