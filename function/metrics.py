@@ -7,6 +7,7 @@ known methods, status codes the service emits, the model's labels and the error 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -90,6 +91,15 @@ class Metrics:
             f"{PREFIX}_pool_worker_restarts_total", "Inference workers replaced after dying", registry=r
         )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
+        self.gc_pauses = GcPauses(
+            Histogram(
+                f"{PREFIX}_gc_pause_seconds",
+                "Time the server process stood still in Python's garbage collector, by generation",
+                ["generation"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
+        )
         self._labels = {label: self.predictions.labels(label) for label in labels}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         for reason in VALIDATION_REASONS:
@@ -124,3 +134,17 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GcPauses:
+    """A ``gc.callbacks`` entry that times each collection: the event loop stands still meanwhile."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._by_generation = [histogram.labels(str(generation)) for generation in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
 import subprocess
@@ -128,7 +129,16 @@ async def test_readme_documents_every_metric_of_the_service(client: TestClient) 
     readme = (ROOT / "README.md").read_text()
     families = {family.name for family in text_string_to_metric_families(await (await client.get("/metrics")).text())}
     ours = {name for name in families if name.startswith("textclf_")}
-    assert len(ours) == 13
+    assert len(ours) == 14
     for name in ours:
         documented = name if f"`{name}`" in readme else name + "_total"  # the parser drops _total
         assert f"| `{documented}` |" in readme, name
+
+
+async def test_every_garbage_collection_is_timed_and_startup_objects_are_frozen(client: TestClient) -> None:
+    assert gc.get_freeze_count() > 0  # what startup built is out of the collector's way
+    before = await scrape(client)
+    gc.collect()
+    after = await scrape(client)
+    assert delta(before, after, "textclf_gc_pause_seconds_count", generation="2") >= 1
+    assert delta(before, after, "textclf_gc_pause_seconds_sum", generation="2") > 0
