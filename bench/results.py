@@ -37,6 +37,23 @@ class StepCost:
     batching: Batching | None
 
 
+@dataclass(frozen=True)
+class RatioRound:
+    """The three figures the 64-connection throughput target compares, measured back to back."""
+
+    model_docs_per_second: float
+    http_rps: float
+    service: WrkResult
+
+    @property
+    def ideal_rps(self) -> float:
+        return 1 / (1 / self.model_docs_per_second + 1 / self.http_rps)
+
+    @property
+    def ratio(self) -> float:
+        return self.service.ok_rps / self.ideal_rps
+
+
 @dataclass
 class Results:
     mode: str  # "full" or "smoke"
@@ -55,6 +72,7 @@ class Results:
     memory: list[ProcessMemory] = field(default_factory=list)
     scaling: dict[int, WrkResult] = field(default_factory=dict)  # workers -> result at 64 connections
     costs: list[StepCost] = field(default_factory=list)
+    extra_rounds: list[RatioRound] = field(default_factory=list)  # model, HTTP-only, service again
     repeated_steps: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -64,3 +82,10 @@ class Results:
         if self.model_ceiling is None or self.http_ceiling is None:
             return None
         return 1 / (1 / self.model_ceiling.docs_per_second + 1 / self.http_ceiling.ok_rps)
+
+    def ratio_rounds(self) -> list[RatioRound]:
+        """The main steps' figures as round 1, then every repeated round."""
+        first = self.service.get(TARGET_CONNECTIONS)
+        if self.model_ceiling is None or self.http_ceiling is None or first is None:
+            return list(self.extra_rounds)
+        return [RatioRound(self.model_ceiling.docs_per_second, self.http_ceiling.ok_rps, first), *self.extra_rounds]

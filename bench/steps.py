@@ -20,6 +20,7 @@ from bench.results import (
     OVERLOAD_MAX_PENDING,
     TARGET_CONNECTIONS,
     OverloadResult,
+    RatioRound,
     Results,
     StepCost,
 )
@@ -58,6 +59,7 @@ class Context:
     single_bodies: Path
     batch_bodies: Path
     cold_runs: int
+    extra_rounds: int  # repeats of the model-only, HTTP-only and 64-connection steps, back to back
     retries: RetryBudget  # repeats of load steps disturbed by other processes, for the whole run
 
     def log(self, name: str) -> Path:
@@ -158,6 +160,25 @@ def one_worker(ctx: Context, r: Results) -> None:
         r.scaling[1] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
 
 
+def repeated_rounds(ctx: Context, r: Results) -> None:
+    """The three figures of the throughput target again, back to back, so that a drift in the
+    machine's speed between the main steps shows up as spread rather than as the verdict."""
+    for round_number in range(2, 2 + ctx.extra_rounds):
+        say(f"round {round_number}: model-only, HTTP-only and service at {TARGET_CONNECTIONS} conns, back to back")
+        model = model_ceiling(SERVICE_WORKERS, ctx.seconds)
+        env = {"WORKERS": str(SERVICE_WORKERS)}
+        with servers.running(servers.CONSTANT, env, ctx.log(f"constant-round-{round_number}")) as server:
+            _warm_up(ctx, server)
+            label = f"round {round_number}: HTTP-only, {TARGET_CONNECTIONS} conns"
+            http = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+        with servers.running(servers.SERVICE, env, ctx.log(f"service-round-{round_number}")) as server:
+            _warm_up(ctx, server)
+            label = f"round {round_number}: service, {TARGET_CONNECTIONS} conns"
+            service = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+        r.extra_rounds.append(RatioRound(model.docs_per_second, http.ok_rps, service))
+        say(f"  ratio {r.extra_rounds[-1].ratio:.2f} x ideal")
+
+
 def cold_start(ctx: Context, r: Results) -> None:
     say(f"cold start: {ctx.cold_runs} fresh starts, WORKERS={SERVICE_WORKERS}")
     r.cold_starts = cold_starts({"WORKERS": str(SERVICE_WORKERS)}, ctx.out / "logs", ctx.cold_runs)
@@ -170,5 +191,6 @@ STEPS = (
     ("service under load", service),
     ("load shedding", overload),
     ("worker scaling", one_worker),
+    ("repeated rounds", repeated_rounds),
     ("cold start", cold_start),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.procs import total_rss_mb
-from bench.results import HEAVY_CONNECTIONS, TARGET_CONNECTIONS, Results
+from bench.results import HEAVY_CONNECTIONS, Results
 from bench.stats import median, percentile_ms
 
 THROUGHPUT_OF_IDEAL = 0.8
@@ -31,24 +31,36 @@ class Target:
 def check(r: Results) -> list[Target]:
     targets: list[Target] = []
     add = targets.append
-    at64, at256, ideal = r.service.get(TARGET_CONNECTIONS), r.service.get(HEAVY_CONNECTIONS), r.ideal_rps
-    if at64 is not None and ideal is not None:
-        ratio = at64.ok_rps / ideal
+    at256, rounds = r.service.get(HEAVY_CONNECTIONS), r.ratio_rounds()
+    # NOTE: the machine's speed drifts by 10-30% over minutes; judged on the median of rounds
+    # measured back to back, a slow patch during one step moves the spread, not the verdict.
+    if rounds:
+        ratio = median([x.ratio for x in rounds])
+        each = ", ".join(f"{x.service.ok_rps:.0f}/s = {x.ratio:.2f}" for x in rounds)
         add(
             Target(
                 "64 conns: throughput",
-                f">= {THROUGHPUT_OF_IDEAL:.1f} x ideal ({ideal:.0f}/s)",
-                f"{at64.ok_rps:.0f}/s = {ratio:.2f} x ideal",
+                f">= {THROUGHPUT_OF_IDEAL:.1f} x ideal, median of {len(rounds)} rounds",
+                f"{ratio:.2f} x ideal ({each})",
                 ratio >= THROUGHPUT_OF_IDEAL,
+            )
+        )
+        p99 = median([x.service.latency_ms["p99"] for x in rounds])
+        each = ", ".join(f"{x.service.latency_ms['p99']:.1f}" for x in rounds)
+        add(
+            Target(
+                "64 conns: p99 latency",
+                f"<= {P99_MS_AT_64:.0f} ms, median of {len(rounds)} rounds",
+                f"{p99:.1f} ms ({each})",
+                p99 <= P99_MS_AT_64,
             )
         )
     else:
         add(Target("64 conns: throughput", f">= {THROUGHPUT_OF_IDEAL:.1f} x ideal", "not measured", None))
-    if at64 is not None:
-        p99 = at64.latency_ms["p99"]
-        add(Target("64 conns: p99 latency", f"<= {P99_MS_AT_64:.0f} ms", f"{p99:.1f} ms", p99 <= P99_MS_AT_64))
-        errors = at64.non_2xx + at64.socket_errors
-        add(Target("64 conns: errors", "0", f"{at64.non_2xx} non-2xx, {at64.socket_errors} socket", errors == 0))
+    if rounds:
+        non_2xx = sum(x.service.non_2xx for x in rounds)
+        sockets = sum(x.service.socket_errors for x in rounds)
+        add(Target("64 conns: errors", "0", f"{non_2xx} non-2xx, {sockets} socket", non_2xx + sockets == 0))
     if at256 is not None:
         add(Target("256 conns: socket errors", "0", str(at256.socket_errors), at256.socket_errors == 0))
         p99 = at256.latency_ms["p99"]
