@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
 import urllib.request
 
+from function.logs import JsonFormatter, StderrLines
 from tests.conftest import ServerProcess
 
 
@@ -42,3 +46,28 @@ def test_text_logs_for_people() -> None:
     assert "POST /prediction 200" in line
     assert "request_id=trace-7" in line
     assert not line.startswith("{")
+
+
+async def test_lines_logged_in_a_loop_go_out_together_soon_and_a_warning_takes_them_at_once() -> None:
+    stream = io.StringIO()
+    handler = StderrLines(JsonFormatter())
+    handler.setStream(stream)
+    logger = logging.getLogger("tests.lines")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    def messages() -> list[str]:
+        return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+
+    try:
+        logger.info("first")
+        logger.info("second")
+        assert messages() == []  # held for one write
+        await asyncio.sleep(StderrLines.FLUSH_SECONDS * 3)
+        assert messages() == ["first", "second"]
+        logger.info("third")
+        logger.warning("trouble")
+        assert messages() == ["first", "second", "third", "trouble"]  # in order, without waiting
+    finally:
+        logger.removeHandler(handler)
