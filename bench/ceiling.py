@@ -1,6 +1,6 @@
 """Model-only ceiling: documents/s of ``model/model.onnx`` in N processes at once, no HTTP.
 
-Each process sets up and loads the model the way a service worker does (``function.worker``)
+Each process loads the model the way a service worker does (``function.worker.load_session``)
 and classifies the test texts one at a time through ``function.worker.predict``, all processes
 starting together behind a barrier and stopping at the same deadline.
 """
@@ -33,7 +33,6 @@ def _work(
 ) -> None:
     from function import worker
 
-    worker.return_large_blocks_to_the_os()
     session = worker.load_session(str(MODEL_PATH))
     for text in texts[:WARM_UP_DOCS]:
         worker.predict([text], session)

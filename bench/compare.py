@@ -8,6 +8,10 @@ column shows how much CPU strangers took meanwhile. Writes ``bench/COMPARE.md``.
 
     python -m bench.compare                                  # the built-in variants
     python -m bench.compare --variant "ACCESS_LOG=false EVENT_LOOP=asyncio" --connections 64 256
+    python -m bench.compare --revision e694040 --rounds 5    # this checkout against a commit
+
+A revision is checked out (``git worktree``) under ``bench/out/revisions/`` and served from
+there with the default settings, so a code change is compared exactly like a setting.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +27,7 @@ from pathlib import Path
 from bench import machine, servers
 from bench.cpu import CpuUse, measured
 from bench.data import write_single_bodies
-from bench.paths import BENCH, OUT
+from bench.paths import BENCH, OUT, ROOT
 from bench.steps import say
 from bench.tables import markdown_table
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
@@ -40,8 +45,22 @@ VARIANTS = (
 Run = tuple[WrkResult, CpuUse]
 
 
+REVISION = "@"  # a variant "@<revision>" is that commit's code with the default settings
+
+
+def checkout(revision: str) -> Path:
+    """A detached worktree of ``revision`` under bench/out/revisions/ (reused if present)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", revision + "^{commit}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path = OUT / "revisions" / sha[:12]
+    if not (path / "function").is_dir():
+        subprocess.run(["git", "worktree", "add", "--force", "--detach", str(path), sha], cwd=ROOT, check=True)
+    return path
+
+
 def parse_env(variant: str) -> dict[str, str]:
-    if variant == DEFAULT:
+    if variant == DEFAULT or variant.startswith(REVISION):
         return {"WORKERS": "2"}
     pairs = [item.split("=", 1) for item in variant.split()]
     if any(len(p) != 2 for p in pairs):
@@ -51,9 +70,10 @@ def parse_env(variant: str) -> dict[str, str]:
 
 def run_variant(variant: str, connections: Sequence[int], seconds: float, bodies: Path, threads: int) -> list[Run]:
     say(variant)
-    log = OUT / "logs" / f"compare-{variant.replace(' ', '_').replace('=', '-')}.log"
+    log = OUT / "logs" / f"compare-{variant.replace(' ', '_').replace('=', '-').replace('/', '-')}.log"
     runs = []
-    with servers.running(servers.SERVICE, parse_env(variant), log) as server:
+    cwd = checkout(variant[len(REVISION) :]) if variant.startswith(REVISION) else ROOT
+    with servers.running(servers.SERVICE, parse_env(variant), log, cwd=cwd) as server:
         url = server.url("/prediction")
         run_wrk(url, bodies, 16, 2, threads)  # warm-up
         for c in connections:
@@ -93,6 +113,7 @@ def render(rows: list[list[str]], seconds: float, threads: int, rounds: int) -> 
             "# Settings compared",
             "",
             f"Machine: {machine.describe()}. `python -m bench.compare`: each variant is a fresh "
+            "(`default`: this checkout's code and settings; `@REV`: commit REV's code) "
             f"`python -m function` (WORKERS=2 unless stated) under wrk ({threads} thread, closed loop, "
             f"{seconds:.0f} s per step after a 2 s warm-up) on the same 2 cores; {rounds} round(s), every "
             "variant once per round; medians over rounds. CPU columns: the server process (event loop and "
@@ -109,6 +130,7 @@ def render(rows: list[list[str]], seconds: float, threads: int, rounds: int) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", help="KEY=VALUE ... (repeatable; default: built-in list)")
+    parser.add_argument("--revision", action="append", default=[], help="a git commit to compare (repeatable)")
     parser.add_argument("--connections", type=int, nargs="+", default=[64])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
@@ -117,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ensure_wrk()
     bodies = write_single_bodies(OUT / "bodies-single.jsonl")
-    variants = [DEFAULT, *(args.variant or VARIANTS)]
+    revisions = [REVISION + r for r in args.revision]
+    variants = [DEFAULT, *(args.variant or ([] if revisions else VARIANTS)), *revisions]
     runs: dict[str, list[list[Run]]] = {v: [] for v in variants}
     for i in range(args.rounds):
         say(f"round {i + 1} of {args.rounds}")

@@ -61,15 +61,18 @@ class Server:
             return ""
 
 
-def start(module: tuple[str, ...], env: Mapping[str, str], log_path: Path) -> Server:
-    """Start ``python -m module`` in its own session (Ctrl-C reaches only the benchmark, which stops it)."""
+def start(module: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path = ROOT) -> Server:
+    """Start ``python -m module`` from ``cwd`` (whose code it runs) in its own session.
+
+    Its own session: Ctrl-C reaches only the benchmark, which stops it.
+    """
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_file = log_path.open("wb")
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, *module],
-        cwd=ROOT,
+        cwd=cwd,
         env=server_env(port, env),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
@@ -158,9 +161,11 @@ def _alive(pid: int, born: str) -> bool:
 
 
 @contextlib.contextmanager
-def running(module: tuple[str, ...], env: Mapping[str, str], log_path: Path, timeout: float = 60.0) -> Iterator[Server]:
+def running(
+    module: tuple[str, ...], env: Mapping[str, str], log_path: Path, timeout: float = 60.0, cwd: Path = ROOT
+) -> Iterator[Server]:
     """A ready server for the ``with`` block, stopped afterwards (also on errors and Ctrl-C)."""
-    server = start(module, env, log_path)
+    server = start(module, env, log_path, cwd)
     try:
         wait_ready(server, timeout)
         yield server

@@ -3,9 +3,6 @@
 Texts wait in one queue; whenever a worker is idle, everything queued (up to ``max_batch``)
 goes to it as one onnxruntime call. Under light load a batch is one text and nothing waits;
 under heavy load batches grow, and past ``max_pending`` texts new work is refused at once.
-
-Dispatch happens in the loop's callbacks, with no task in between: a text arriving while a worker
-is idle is sent at once, and a worker that answers gets its next batch before its callers resume.
 """
 
 from __future__ import annotations
@@ -14,14 +11,12 @@ import asyncio
 import logging
 import time
 from array import array
-from collections import deque
 from collections.abc import Sequence
-from functools import partial
 
 from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.metrics import Metrics
 from function.pool import InferencePool, Worker
-from function.prediction import BatchResult, Prediction
+from function.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +48,13 @@ class AdaptiveBatcher:
         self._retry_after = str(retry_after)
         self._metrics = metrics
         self._pending = 0
-        self._queue: deque[_Item] = deque()
-        self._running = False
-        self._in_flight: set[asyncio.Future[BatchResult]] = set()
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self._task is not None and not self._task.done()
 
     @property
     def pending(self) -> int:
@@ -67,88 +62,75 @@ class AdaptiveBatcher:
         return self._pending
 
     def start(self) -> None:
-        """Start dispatching, and again whenever a restarted worker comes back."""
-        self._running = True
-        self._pool.on_available(self._pump)
-        self._pump()
+        """Bind the queue to the running loop and start dispatching."""
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._dispatch(), name="batcher")
 
     async def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """Queue ``texts`` and wait for their predictions, in order."""
-        if not self._running:
+        if self._queue is None or not self.running:
             raise ModelUnavailable("the model is not serving")
         if self._pending + len(texts) > self._max_pending:
             raise Overloaded("too many requests are queued; retry shortly", headers={"Retry-After": self._retry_after})
         loop = asyncio.get_running_loop()
         items = [_Item(text, loop.create_future()) for text in texts]
         self._pending += len(items)
-        self._queue.extend(items)
-        self._pump()
+        for item in items:
+            self._queue.put_nowait(item)
         if len(items) == 1:
             return [await items[0].future]
         return list(await asyncio.gather(*(item.future for item in items)))
 
-    def _pump(self) -> None:
-        """Give queued texts to idle workers until one or the other runs out."""
-        while self._running and self._queue:
-            worker = self._pool.take_idle()
-            if worker is None:
-                return
-            self._send(worker)
-
-    def _send(self, worker: Worker) -> None:
-        """Send the next batch to ``worker``, which the caller holds; hand it back if nothing is left."""
-        batch: list[_Item] = []
-        while self._queue and len(batch) < self._max_batch:
-            item = self._queue.popleft()
-            if item.future.done():  # the caller gave up (cancelled)
-                self._pending -= 1
-            else:
-                batch.append(item)
-        if not batch:
-            self._pool.release(worker)
-            return
+    async def _dispatch(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        batch: list[_Item] = []  # taken from the queue, not yet handed to a worker
         try:
-            answer = worker.submit([item.text for item in batch])
+            while True:
+                batch = [await queue.get()]
+                worker = await self._pool.acquire()
+                while len(batch) < self._max_batch and not queue.empty():
+                    batch.append(queue.get_nowait())
+                live = [item for item in batch if not item.future.done()]  # drop cancelled waiters
+                self._pending -= len(batch) - len(live)
+                batch = []
+                if not live:
+                    self._pool.release(worker)
+                    continue
+                task = asyncio.create_task(self._run(worker, live))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        except BaseException as exc:
+            # NOTE: nobody would ever answer what is still queued: fail every waiter.
+            error = ModelUnavailable("the model is shutting down")
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            self._fail(batch, error)
+            self._pending -= len(batch)
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("batcher stopped")
+            raise
+
+    async def _run(self, worker: Worker, batch: list[_Item]) -> None:
+        try:
+            result = await worker.run([item.text for item in batch])
         except ServiceError as exc:
+            self._fail(batch, exc)
+        except Exception:
+            log.exception("inference failed for a batch of %d", len(batch))
+            self._fail(batch, ServiceError("inference failed"))
+        else:
+            probabilities = array("f", result.probabilities)
+            k = self._n_labels
+            self._metrics.observe_batch(
+                len(batch), result.seconds, [result.started - item.arrived for item in batch], result.labels
+            )
+            for i, item in enumerate(batch):
+                if not item.future.done():
+                    item.future.set_result(Prediction(result.labels[i], probabilities[i * k : (i + 1) * k]))
+        finally:
             self._pending -= len(batch)
             self._pool.release(worker)
-            self._fail(batch, exc)
-            return
-        self._in_flight.add(answer)
-        answer.add_done_callback(partial(self._finished, worker, batch))
-
-    def _finished(self, worker: Worker, batch: list[_Item], answer: asyncio.Future[BatchResult]) -> None:
-        self._in_flight.discard(answer)
-        self._pending -= len(batch)
-        # NOTE: the worker's next batch leaves at the start of the loop's next round: after the
-        # texts that arrived meanwhile are queued, before this batch's callers resume to write
-        # their answers. Inference then overlaps that HTTP work instead of waiting for it.
-        asyncio.get_running_loop().call_soon(self._next, worker)
-        error = answer.exception() if not answer.cancelled() else ModelUnavailable("the model is shutting down")
-        if error is None:
-            self._answer(batch, answer.result())
-        elif isinstance(error, ServiceError):
-            self._fail(batch, error)
-        else:
-            log.error("inference failed for a batch of %d", len(batch), exc_info=error)
-            self._fail(batch, ServiceError("inference failed"))
-
-    def _next(self, worker: Worker) -> None:
-        """Give ``worker`` the next batch, or hand it back to the pool."""
-        if self._running and self._queue and worker.alive:
-            self._send(worker)
-        else:
-            self._pool.release(worker)
-
-    def _answer(self, batch: list[_Item], result: BatchResult) -> None:
-        probabilities = array("f", result.probabilities)
-        k = self._n_labels
-        self._metrics.observe_batch(
-            len(batch), result.seconds, [result.started - item.arrived for item in batch], result.labels
-        )
-        for i, item in enumerate(batch):
-            if not item.future.done():
-                item.future.set_result(Prediction(result.labels[i], probabilities[i * k : (i + 1) * k]))
 
     def _fail(self, batch: list[_Item], error: Exception) -> None:
         for item in batch:
@@ -157,10 +139,9 @@ class AdaptiveBatcher:
 
     async def stop(self) -> None:
         """Stop: queued texts fail with 503 at once; batches already with a worker finish."""
-        self._running = False
-        queued = list(self._queue)
-        self._queue.clear()
-        self._pending -= len(queued)
-        self._fail(queued, ModelUnavailable("the model is shutting down"))
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -57,46 +56,19 @@ class Worker:
             raise
         self._executor = executor
 
-    def submit(self, texts: list[str]) -> asyncio.Future[BatchResult]:
-        """Send ``texts`` to this worker now; the answer's failure is a ServiceError.
-
-        A dead process fails the answer with ModelUnavailable and marks this worker down.
-        """
+    async def run(self, texts: list[str]) -> BatchResult:
+        """Classify on this worker; a dead process raises ModelUnavailable and marks it down."""
         executor = self._executor
         if executor is None:
             raise ModelUnavailable("the inference worker is restarting; retry shortly")
-        try:
-            done = executor.submit(remote.predict, texts)
-        except (BrokenProcessPool, RuntimeError):
-            self.discard()
-            raise ModelUnavailable("the inference worker stopped; retry shortly") from None
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[BatchResult] = loop.create_future()
-
-        def settle_soon(done: Future[BatchResult]) -> None:  # runs in the executor's thread
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(self._settle, executor, done, answer)
-
-        done.add_done_callback(settle_soon)
-        return answer
-
-    def _settle(
-        self, executor: ProcessPoolExecutor, done: Future[BatchResult], answer: asyncio.Future[BatchResult]
-    ) -> None:
-        if answer.done():
-            return
-        if done.cancelled():
-            answer.set_exception(ModelUnavailable("the model is shutting down"))
-            return
-        error = done.exception()
-        if error is None:
-            answer.set_result(done.result())
-        elif isinstance(error, BrokenProcessPool):
+        try:
+            result: BatchResult = await loop.run_in_executor(executor, remote.predict, texts)
+            return result
+        except BrokenProcessPool:
             if self._executor is executor:
                 self.discard()
-            answer.set_exception(ModelUnavailable("the inference worker stopped while handling this request; retry"))
-        else:
-            answer.set_exception(error)
+            raise ModelUnavailable("the inference worker stopped while handling this request; retry") from None
 
     def check(self) -> bool:
         """Whether the process is still usable; submitting to a broken executor fails at once."""
@@ -126,11 +98,7 @@ def _ignore(future: object) -> None:
 
 
 class InferencePool:
-    """N workers, the idle ones in a queue, and a watchdog that replaces dead processes.
-
-    Nothing here waits for a worker: ``take_idle`` answers at once, and whoever needs one
-    learns through ``on_available`` when a worker comes back from a restart.
-    """
+    """N workers, a queue of idle ones, and a watchdog that replaces dead processes."""
 
     def __init__(
         self,
@@ -141,9 +109,8 @@ class InferencePool:
         watch_interval: float = 0.5,
     ) -> None:
         self.workers = [Worker(i, model_path, start_timeout) for i in range(size)]
-        self._idle: deque[Worker] = deque()
+        self._idle: asyncio.Queue[Worker] = asyncio.Queue()
         self._on_restart = on_restart
-        self._on_available: Callable[[], None] = lambda: None
         self._watch_interval = watch_interval
         self._watchdog: asyncio.Task[None] | None = None
         self._restarting: set[int] = set()
@@ -162,10 +129,6 @@ class InferencePool:
         """Every worker alive and warm."""
         return self._watchdog is not None and self.alive == self.size
 
-    def on_available(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever a restarted worker becomes idle."""
-        self._on_available = callback
-
     async def start(self) -> None:
         await asyncio.gather(*(w.start() for w in self.workers))
         for w in self.workers:
@@ -173,19 +136,17 @@ class InferencePool:
         self._watchdog = asyncio.create_task(self._watch(), name="pool-watchdog")
         log.info("inference pool ready: %d workers, pids %s", self.size, [w.pid for w in self.workers])
 
-    def take_idle(self) -> Worker | None:
-        """An idle, live worker, now marked busy; None if every live worker is busy."""
-        while self._idle:
-            w = self._idle.popleft()
+    async def acquire(self) -> Worker:
+        """Wait for an idle, live worker."""
+        while True:
+            w = await self._idle.get()
             w.queued = False
             if w.alive:
                 w.busy = True
                 return w
             self._restart_soon(w)
-        return None
 
     def release(self, w: Worker) -> None:
-        """Hand back a worker taken with ``take_idle``; a dead one is restarted."""
         w.busy = False
         if w.alive:
             self._enqueue(w)
@@ -195,11 +156,9 @@ class InferencePool:
     def _enqueue(self, w: Worker) -> None:
         if not w.queued:
             w.queued = True
-            self._idle.append(w)
+            self._idle.put_nowait(w)
 
     def _restart_soon(self, w: Worker) -> None:
-        if self._watchdog is None:  # not started, or stopped: nothing to restart for
-            return
         if w.index not in self._restarting:
             self._restarting.add(w.index)
             task = asyncio.create_task(self._restart(w), name=f"restart-worker-{w.index}")
@@ -219,7 +178,6 @@ class InferencePool:
             self._on_restart()
             if not w.busy:
                 self._enqueue(w)
-                self._on_available()
         finally:
             self._restarting.discard(w.index)
 

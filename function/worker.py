@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
@@ -18,25 +17,7 @@ INPUT = "text"
 OUTPUTS = ["label", "probabilities"]
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
 
-#: Freed blocks at least this large go back to the kernel at once (glibc's M_MMAP_THRESHOLD).
-MMAP_THRESHOLD_BYTES = 1 << 20
-_M_MMAP_THRESHOLD = -3  # from glibc's <malloc.h>
-
 _session: ort.InferenceSession | None = None
-
-
-def return_large_blocks_to_the_os() -> bool:
-    """Stop glibc from keeping the biggest tensor ever freed; False where libc is not glibc.
-
-    glibc raises its mmap threshold whenever a mapped block is freed, so after a few batches of
-    long texts their tensors come from a heap that never shrinks: 13-16 MB more resident per
-    worker, measured after load. A fixed threshold keeps blocks over 1 MiB in their own mappings.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
 
 
 def load_session(model: str | bytes) -> ort.InferenceSession:
@@ -57,7 +38,6 @@ def init(model_path: str) -> None:
     global _session
     # NOTE: Ctrl-C reaches the whole process group; the parent decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return_large_blocks_to_the_os()
     _session = load_session(model_path)
     predict([WARM_UP_TEXT])
 

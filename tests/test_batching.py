@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import random
 from array import array
-from collections import deque
-from collections.abc import Callable
 
 import pytest
 
@@ -31,14 +29,9 @@ class StandInWorker:
         self.gate = asyncio.Event()
         self.gate.set()
         self.error: Exception | None = None
-        self.on_submit: Callable[[], None] = lambda: None
 
-    def submit(self, texts: list[str]) -> asyncio.Future[BatchResult]:
+    async def run(self, texts: list[str]) -> BatchResult:
         self.batches.append(list(texts))
-        self.on_submit()
-        return asyncio.ensure_future(self._answer(texts))
-
-    async def _answer(self, texts: list[str]) -> BatchResult:
         await self.gate.wait()
         if self.error is not None:
             raise self.error
@@ -49,17 +42,15 @@ class StandInWorker:
 class StandInPool:
     def __init__(self, workers: int = 1) -> None:
         self.workers = [StandInWorker() for _ in range(workers)]
-        self.idle = deque(self.workers)
-        self.available: Callable[[], None] = lambda: None
+        self.idle: asyncio.Queue[StandInWorker] = asyncio.Queue()
+        for w in self.workers:
+            self.idle.put_nowait(w)
 
-    def on_available(self, callback: Callable[[], None]) -> None:
-        self.available = callback
-
-    def take_idle(self) -> StandInWorker | None:
-        return self.idle.popleft() if self.idle else None
+    async def acquire(self) -> StandInWorker:
+        return await self.idle.get()
 
     def release(self, worker: StandInWorker) -> None:
-        self.idle.append(worker)
+        self.idle.put_nowait(worker)
 
 
 def batcher_for(pool: StandInPool, max_batch: int = 4, max_pending: int = 100) -> AdaptiveBatcher:
@@ -104,37 +95,6 @@ async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() ->
     worker.gate.set()
     await asyncio.gather(first, *waiting)
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
-
-
-async def test_a_worker_gets_its_next_batch_before_the_callers_of_its_last_one_resume() -> None:
-    pool = StandInPool()
-    [worker] = pool.workers
-    worker.gate.clear()
-    batcher = batcher_for(pool, max_batch=4)
-    first = asyncio.create_task(batcher.classify(["a0"]))
-    await asyncio.sleep(0.01)
-    second = asyncio.create_task(batcher.classify(["b1"]))
-    await asyncio.sleep(0.01)
-    first_done_at_next_submit: list[bool] = []
-    worker.on_submit = lambda: first_done_at_next_submit.append(first.done())
-    worker.gate.set()
-    await asyncio.gather(first, second)
-    assert worker.batches == [["a0"], ["b1"]]
-    assert first_done_at_next_submit == [False]
-
-
-async def test_texts_queued_while_no_worker_is_idle_go_out_when_one_comes_back() -> None:
-    pool = StandInPool()
-    [worker] = pool.workers
-    batcher = batcher_for(pool)
-    pool.idle.clear()  # as if the only worker were restarting
-    waiting = asyncio.create_task(batcher.classify(["a", "b"]))
-    await asyncio.sleep(0.01)
-    assert not waiting.done()
-    assert worker.batches == []
-    pool.release(worker)
-    pool.available()
-    assert [p.label for p in await asyncio.wait_for(waiting, 1)] == ["a", "b"]
 
 
 async def test_a_lone_text_is_sent_at_once_without_waiting_for_company() -> None:

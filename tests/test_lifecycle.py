@@ -17,7 +17,6 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
 from function.classifier import PoolClassifier
-from function.pool import InferencePool
 from function.settings import Settings
 from function.state import CLASSIFIER, METRICS
 from tests.conftest import ROOT, ServerProcess
@@ -68,18 +67,6 @@ async def test_a_killed_worker_fails_only_its_requests_and_is_replaced(client: T
         *(client.post("/prediction", data=b'{"text": "a pgp key"}', headers=JSON) for _ in range(20))
     )
     assert {a.status for a in answers} == {200}
-
-
-async def test_a_stopped_pool_starts_nothing_for_a_worker_handed_back_late() -> None:
-    pool = InferencePool(ROOT / "model" / "model.onnx", 1, start_timeout=30)
-    await pool.start()
-    [worker] = pool.workers
-    assert pool.take_idle() is worker
-    await pool.stop()
-    pool.release(worker)  # as a batch that finishes during shutdown does
-    await asyncio.sleep(0.3)
-    assert not worker.alive
-    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("restart-worker")]
 
 
 async def test_an_idle_worker_that_dies_is_noticed_and_replaced(client: TestClient) -> None:
