@@ -83,7 +83,8 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
     """stderr, written a batch of lines at a time.
 
     In a thread running an event loop, lines wait at most ``FLUSH_SECONDS`` (or until
-    ``BUFFER_BYTES`` of them); warnings, errors and lines from other threads go out at once.
+    ``BUFFER_BYTES`` of them); warnings and errors take the batch out at once, and so does a
+    line from a thread without a loop when no batch is waiting.
     One ``write`` per batch instead of a write and a flush per line keeps a syscall off every
     request's path; ``logging.shutdown`` at exit writes what is left.
     """
@@ -97,7 +98,7 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
         self.line_formatter = formatter
         self._lines: list[str] = []
         self._size = 0
-        self._flush_scheduled = False
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop that will flush
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -114,14 +115,14 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
                 self._write()
 
     def _schedule_flush(self) -> bool:
-        if self._flush_scheduled:
+        if self._flush_loop is not None and not self._flush_loop.is_closed():
             return True
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return False
         loop.call_later(self.FLUSH_SECONDS, self.flush)
-        self._flush_scheduled = True
+        self._flush_loop = loop
         return True
 
     def flush(self) -> None:
@@ -129,7 +130,7 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
             self._write()
 
     def _write(self) -> None:
-        self._flush_scheduled = False
+        self._flush_loop = None
         if self._lines:
             lines, self._lines, self._size = self._lines, [], 0
             self.stream.write("\n".join(lines) + "\n")
@@ -169,8 +170,8 @@ class AccessLogger(AbstractAccessLogger):
     """One line per request with method, path, status, duration and request id; probes skipped.
 
     The line goes straight to the root's ``StderrLines`` handler when it has one, formatted by
-    the same formatter as every other line: the logging machinery (a LogRecord, the logger tree,
-    locks, filters) cost more than half of the 23 µs each request spent logging.
+    the same formatter as every other line: without the logging machinery (a LogRecord, the
+    logger tree, filters, a write and a flush each) a line costs 5 µs instead of 17.
     """
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:

@@ -71,3 +71,27 @@ async def test_lines_logged_in_a_loop_go_out_together_soon_and_a_warning_takes_t
         assert messages() == ["first", "second", "third", "trouble"]  # in order, without waiting
     finally:
         logger.removeHandler(handler)
+
+
+def test_lines_left_by_a_loop_that_closed_go_out_with_the_next_loops_batch() -> None:
+    stream = io.StringIO()
+    handler = StderrLines(JsonFormatter())
+    handler.setStream(stream)
+    logger = logging.getLogger("tests.lines.closed")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def log_then_wait(message: str, seconds: float) -> None:
+        logger.info(message)
+        await asyncio.sleep(seconds)
+
+    try:
+        asyncio.run(log_then_wait("from the first loop", 0))  # closes before its flush is due
+        asyncio.run(log_then_wait("from the second loop", StderrLines.FLUSH_SECONDS * 3))
+        assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+            "from the first loop",
+            "from the second loop",
+        ]
+    finally:
+        logger.removeHandler(handler)
