@@ -7,6 +7,9 @@ import io
 import json
 import logging
 import urllib.request
+from collections.abc import Iterator
+
+import pytest
 
 from function.logs import JsonFormatter, StderrLines
 from tests.conftest import ServerProcess
@@ -48,50 +51,48 @@ def test_text_logs_for_people() -> None:
     assert not line.startswith("{")
 
 
-async def test_lines_logged_in_a_loop_go_out_together_soon_and_a_warning_takes_them_at_once() -> None:
-    stream = io.StringIO()
-    handler = StderrLines(JsonFormatter())
-    handler.setStream(stream)
-    logger = logging.getLogger("tests.lines")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+class Buffered:
+    """A logger whose only handler is a ``StderrLines`` writing JSON lines into memory."""
 
-    def messages() -> list[str]:
-        return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+    def __init__(self, name: str) -> None:
+        self.stream = io.StringIO()
+        self.handler = StderrLines(JsonFormatter())
+        self.handler.setStream(self.stream)
+        self.logger = logging.getLogger(name)
+        self.logger.addHandler(self.handler)
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
 
-    try:
-        logger.info("first")
-        logger.info("second")
-        assert messages() == []  # held for one write
-        await asyncio.sleep(StderrLines.FLUSH_SECONDS * 3)
-        assert messages() == ["first", "second"]
-        logger.info("third")
-        logger.warning("trouble")
-        assert messages() == ["first", "second", "third", "trouble"]  # in order, without waiting
-    finally:
-        logger.removeHandler(handler)
+    def messages(self) -> list[str]:
+        """What has reached the stream so far."""
+        return [json.loads(line)["message"] for line in self.stream.getvalue().splitlines()]
 
 
-def test_lines_left_by_a_loop_that_closed_go_out_with_the_next_loops_batch() -> None:
-    stream = io.StringIO()
-    handler = StderrLines(JsonFormatter())
-    handler.setStream(stream)
-    logger = logging.getLogger("tests.lines.closed")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+@pytest.fixture
+def buffered(request: pytest.FixtureRequest) -> Iterator[Buffered]:
+    lines = Buffered(f"tests.lines.{request.node.name}")
+    yield lines
+    lines.logger.removeHandler(lines.handler)
 
+
+async def test_lines_logged_in_a_loop_go_out_together_soon_and_a_warning_takes_them_at_once(
+    buffered: Buffered,
+) -> None:
+    buffered.logger.info("first")
+    buffered.logger.info("second")
+    assert buffered.messages() == []  # held for one write
+    await asyncio.sleep(StderrLines.FLUSH_SECONDS * 3)
+    assert buffered.messages() == ["first", "second"]
+    buffered.logger.info("third")
+    buffered.logger.warning("trouble")
+    assert buffered.messages() == ["first", "second", "third", "trouble"]  # in order, without waiting
+
+
+def test_lines_left_by_a_loop_that_closed_go_out_with_the_next_loops_batch(buffered: Buffered) -> None:
     async def log_then_wait(message: str, seconds: float) -> None:
-        logger.info(message)
+        buffered.logger.info(message)
         await asyncio.sleep(seconds)
 
-    try:
-        asyncio.run(log_then_wait("from the first loop", 0))  # closes before its flush is due
-        asyncio.run(log_then_wait("from the second loop", StderrLines.FLUSH_SECONDS * 3))
-        assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
-            "from the first loop",
-            "from the second loop",
-        ]
-    finally:
-        logger.removeHandler(handler)
+    asyncio.run(log_then_wait("from the first loop", 0))  # closes before its flush is due
+    asyncio.run(log_then_wait("from the second loop", StderrLines.FLUSH_SECONDS * 3))
+    assert buffered.messages() == ["from the first loop", "from the second loop"]
