@@ -29,7 +29,7 @@ from bench.cpu import CpuUse, measured
 from bench.data import write_single_bodies
 from bench.paths import BENCH, OUT, ROOT
 from bench.steps import say
-from bench.tables import markdown_table
+from bench.tables import markdown_table, publish
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
 
 DEFAULT = "default"
@@ -151,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = statistics.median(r[j][0].ok_rps for r in runs[DEFAULT])
         rows += [row(v, c, [r[j] for r in runs[v]], baseline) for v in variants]
     report = render(rows, args.seconds, args.wrk_threads, args.rounds)
-    print("\n" + report)
-    args.out.write_text(report)
-    print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

@@ -26,7 +26,7 @@ import uvloop
 
 from bench import machine
 from bench.paths import BENCH
-from bench.tables import markdown_table
+from bench.tables import markdown_table, publish
 
 TEXT = "The shuttle reached orbit after the launch; the goalie made 40 saves."
 Call = Callable[[list[str]], Awaitable[object]]
@@ -121,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
     )
-    print(report)
-    args.out.write_text(report)
-    print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

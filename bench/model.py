@@ -27,7 +27,7 @@ import train
 from bench import machine
 from bench.paths import BENCH, EVALUATION, MODEL_PATH, TEST_DATA, TRAIN_DATA
 from bench.stats import percentile_ms
-from bench.tables import markdown_table
+from bench.tables import markdown_table, publish
 from function import worker
 
 WARM_UP_DOCS = 50
@@ -212,10 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     rows = measure(subjects, test, args.passes)
     report = render(rows, args.passes, len(test.texts), note)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
-    print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Markdown tables, printed to the terminal and written into the reports."""
+"""Markdown tables and reports, printed to the terminal and written to a file."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -13,3 +14,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def publish(report: str, path: Path) -> None:
+    """Print ``report`` and write it to ``path`` (its folder created if missing)."""
+    print("\n" + report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report)
+    print(f"wrote {path}")

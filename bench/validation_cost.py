@@ -37,7 +37,7 @@ from bench import machine
 from bench.data import test_texts
 from bench.paths import BENCH
 from bench.stats import median
-from bench.tables import markdown_table
+from bench.tables import markdown_table, publish
 from function import handlers
 from function.schemas import ApiRequestSchema
 from function.settings import Settings
@@ -186,10 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     whole = asyncio.run(time_approaches(bodies, args.rounds))
     parts = time_parts(bodies, args.rounds)
     report = render(whole, parts, args.rounds, len(bodies))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print(report)
-    print(f"wrote {args.out}")
+    publish(report, args.out)
     return 0
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -95,10 +95,14 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self, formatter: LineFormatter) -> None:
         super().__init__(sys.stderr)
         self.setFormatter(formatter)
-        self.line_formatter = formatter
         self._lines: list[str] = []
         self._size = 0
         self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop that will flush
+
+    @property
+    def line_formatter(self) -> LineFormatter:
+        """The formatter, for callers that build lines without a LogRecord."""
+        return cast(LineFormatter, self.formatter)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

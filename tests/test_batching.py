@@ -15,7 +15,7 @@ import pytest
 from function.batching import AdaptiveBatcher
 from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.metrics import Metrics
-from function.prediction import BatchResult
+from function.prediction import BatchResult, Prediction
 
 LABELS = ("a", "b")
 
@@ -66,6 +66,13 @@ def batcher_for(pool: StandInPool, max_batch: int = 4, max_pending: int = 100) -
     return batcher
 
 
+async def submitted(batcher: AdaptiveBatcher, *texts: str) -> list[asyncio.Task[list[Prediction]]]:
+    """Each text as a request of its own, given a moment to reach the batcher."""
+    requests = [asyncio.create_task(batcher.classify([text])) for text in texts]
+    await asyncio.sleep(0.01)
+    return requests
+
+
 async def test_each_caller_gets_the_prediction_for_its_own_text() -> None:
     pool = StandInPool(workers=2)
     batcher = batcher_for(pool, max_pending=1000)
@@ -88,10 +95,8 @@ async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() ->
     [worker] = pool.workers
     worker.gate.clear()
     batcher = batcher_for(pool, max_batch=4)
-    first = asyncio.create_task(batcher.classify(["a0"]))
-    await asyncio.sleep(0.01)
-    waiting = [asyncio.create_task(batcher.classify([f"b{i}"])) for i in range(1, 10)]
-    await asyncio.sleep(0.01)
+    [first] = await submitted(batcher, "a0")
+    waiting = await submitted(batcher, *(f"b{i}" for i in range(1, 10)))
     worker.gate.set()
     await asyncio.gather(first, *waiting)
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
@@ -123,10 +128,8 @@ async def test_a_worker_failure_reaches_every_waiter_of_its_batch_and_only_them(
     [worker] = pool.workers
     worker.gate.clear()
     batcher = batcher_for(pool, max_batch=8)
-    first = asyncio.create_task(batcher.classify(["a"]))
-    await asyncio.sleep(0.01)
-    doomed = [asyncio.create_task(batcher.classify([f"b{i}"])) for i in range(5)]
-    await asyncio.sleep(0.01)
+    [first] = await submitted(batcher, "a")
+    doomed = await submitted(batcher, *(f"b{i}" for i in range(5)))
     worker.error = ModelUnavailable("worker died")
     worker.gate.set()
     outcomes = await asyncio.gather(first, *doomed, return_exceptions=True)
@@ -152,10 +155,8 @@ async def test_a_stopped_batcher_fails_queued_waiters_and_refuses_new_work() -> 
     pool = StandInPool()
     pool.workers[0].gate.clear()
     batcher = batcher_for(pool)
-    running = asyncio.create_task(batcher.classify(["a"]))
-    await asyncio.sleep(0.01)
-    queued = asyncio.create_task(batcher.classify(["b"]))
-    await asyncio.sleep(0.01)
+    [running] = await submitted(batcher, "a")
+    [queued] = await submitted(batcher, "b")
     stopping = asyncio.create_task(batcher.stop())
     await asyncio.sleep(0.01)
     pool.workers[0].gate.set()
@@ -172,11 +173,8 @@ async def test_a_caller_that_gives_up_is_dropped_from_its_batch() -> None:
     [worker] = pool.workers
     worker.gate.clear()
     batcher = batcher_for(pool)
-    first = asyncio.create_task(batcher.classify(["a"]))
-    await asyncio.sleep(0.01)
-    gone = asyncio.create_task(batcher.classify(["b-gone"]))
-    kept = asyncio.create_task(batcher.classify(["b-kept"]))
-    await asyncio.sleep(0.01)
+    [first] = await submitted(batcher, "a")
+    gone, kept = await submitted(batcher, "b-gone", "b-kept")
     gone.cancel()
     worker.gate.set()
     await asyncio.gather(first, kept)
