@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +17,13 @@ from function.prediction import BatchResult
 INPUT = "text"
 OUTPUTS = ["label", "probabilities"]
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
+
+#: The tokenizer pads every text of one call to the call's longest, so a batch is run as
+#: runs of similar length: a run grows while its padded size (texts x longest) stays within
+#: this factor of its real size. 1.5 was the fastest of 1.25-3 on the test texts in batches of
+#: 21-32 (about 10% under one padded call), and it keeps the worker's heap from growing to
+#: the largest padded batch ever seen (+3.5 MB instead of +18 MB after 300 batches of 32).
+PADDING_BUDGET = 1.5
 
 _session: ort.InferenceSession | None = None
 
@@ -42,14 +50,45 @@ def init(model_path: str) -> None:
     predict([WARM_UP_TEXT])
 
 
+def length_runs(lengths: Sequence[int], budget: float = PADDING_BUDGET) -> list[list[int]]:
+    """Indices of ``lengths``, shortest first, cut into runs whose padded size stays within ``budget``.
+
+    A run's padded size is its count times its longest length; a run of one is always allowed.
+    """
+    runs: list[list[int]] = []
+    run: list[int] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        length = lengths[i]
+        if run and (len(run) + 1) * length > budget * (total + length):
+            runs.append(run)
+            run, total = [], 0
+        run.append(i)
+        total += length
+    if run:
+        runs.append(run)
+    return runs
+
+
 def predict(texts: list[str], session: ort.InferenceSession | None = None) -> BatchResult:
-    """Classify ``texts``; ``session`` defaults to this worker's (tests pass their own)."""
+    """Classify ``texts``, in runs of similar length; ``session`` defaults to this worker's (tests pass their own)."""
     session = session or _session
     if session is None:
         raise RuntimeError("worker not initialised: call init() first")
-    feed = {INPUT: np.array(texts, dtype=object)}
     started = time.monotonic()
-    labels, probabilities = session.run(OUTPUTS, feed)
+    runs = length_runs([len(t) for t in texts])
+    if len(runs) <= 1:
+        labels, probabilities = session.run(OUTPUTS, {INPUT: np.array(texts, dtype=object)})
+    else:
+        labels = np.empty(len(texts), dtype=object)
+        probabilities = None
+        for run in runs:
+            feed = {INPUT: np.array([texts[i] for i in run], dtype=object)}
+            run_labels, run_probabilities = session.run(OUTPUTS, feed)
+            if probabilities is None:
+                probabilities = np.empty((len(texts), run_probabilities.shape[1]), np.float32)
+            labels[run] = run_labels
+            probabilities[run] = run_probabilities
     seconds = time.monotonic() - started
     return BatchResult(labels.tolist(), np.ascontiguousarray(probabilities, np.float32).tobytes(), started, seconds)
 
