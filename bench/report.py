@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.procs import mb, role, total_pss_mb, total_rss_mb
-from bench.results import BATCH_SIZE, TARGET_CONNECTIONS, Results
+from bench.procs import ProcessMemory, mb, role, total_pss_mb, total_rss_mb
+from bench.results import BATCH_SIZE, QUIET_SECONDS, TARGET_CONNECTIONS, Results
 from bench.stats import median, percentile_ms
 from bench.tables import markdown_table
 from bench.targets import Target
@@ -199,21 +199,44 @@ def memory_section(r: Results) -> list[str]:
     if not r.memory:
         return []
     root = r.memory[0].pid
+    at_end = {p.pid: p for p in r.memory_at_end}
+
+    def rss_at_end(p: ProcessMemory) -> str:
+        return f"{mb(at_end[p.pid].rss_kib):.1f}" if p.pid in at_end else "n/a"
+
     rows = [
-        [role(p, root), str(p.pid), f"{mb(p.rss_kib):.1f}", f"{mb(p.pss_kib):.1f}" if p.pss_kib is not None else "n/a"]
+        [
+            role(p, root),
+            str(p.pid),
+            rss_at_end(p),
+            f"{mb(p.rss_kib):.1f}",
+            f"{mb(p.pss_kib):.1f}" if p.pss_kib is not None else "n/a",
+        ]
         for p in r.memory
     ]
     pss = total_pss_mb(r.memory)
-    rows.append(["**total**", "", f"**{total_rss_mb(r.memory):.1f}**", f"**{pss:.1f}**" if pss is not None else "n/a"])
+    rows.append(
+        [
+            "**total**",
+            "",
+            f"**{total_rss_mb(r.memory_at_end):.1f}**" if r.memory_at_end else "n/a",
+            f"**{total_rss_mb(r.memory):.1f}**",
+            f"**{pss:.1f}**" if pss is not None else "n/a",
+        ]
+    )
+    quiet = f"{QUIET_SECONDS:.0f} s later"
     return [
         "## Memory after the load (WORKERS=2)",
         "",
         "The server and every descendant (the forkserver, the workers it forked, multiprocessing's resource "
-        "tracker), from /proc. RSS counts shared pages in every process that maps them (the forkserver's "
-        "preloaded onnxruntime, copy-on-write in the workers); PSS divides them among the sharers, so the "
-        "PSS total is what the tree really occupies. MB = 10^6 bytes.",
+        "tracker), from /proc: once as the last load step ended, and again after "
+        f"{QUIET_SECONDS:.0f} s without requests, by when each process has handed the heap the burst grew back "
+        "to the OS (`function/heap.py`, due 1 to 1.5 s into a quiet spell). Size a container from the first "
+        "column, which holds what the load grew. RSS counts shared pages in every process that maps them "
+        "(the forkserver's preloaded onnxruntime, copy-on-write in the workers); PSS divides them among the "
+        "sharers, so the PSS total is what the tree really occupies. MB = 10^6 bytes.",
         "",
-        markdown_table(["process", "pid", "RSS MB", "PSS MB"], rows),
+        markdown_table(["process", "pid", "RSS MB as the load ended", f"RSS MB {quiet}", f"PSS MB {quiet}"], rows),
         "",
     ]
 

@@ -13,11 +13,14 @@ from bench.wrk import WrkResult
 LOAD_CONNECTIONS = (1, 16, 64, 256)
 TARGET_CONNECTIONS = 64
 HEAVY_CONNECTIONS = 256
-#: The brief's batch step (64 x 32 = 2048 texts > MAX_PENDING 1024), and one that fits the queue bound.
+#: The brief's batch step (64 x 32 = 2048 texts, the default MAX_PENDING), and a lighter one.
 BATCH_CONNECTIONS = (64, 16)
 BATCH_SIZE = 32
 #: The overload step's MAX_PENDING: well below its 256 connections, so the queue bound is hit.
 OVERLOAD_MAX_PENDING = 64
+#: Memory is measured as the load ends and again this long after, once the heap trim (due 1 to
+#: 1.5 s into a quiet spell) has run.
+QUIET_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class Results:
     batch: dict[int, WrkResult] = field(default_factory=dict)  # connections -> POST /predictions result
     overload: OverloadResult | None = None
     cold_starts: list[float] = field(default_factory=list)
-    memory: list[ProcessMemory] = field(default_factory=list)
+    memory: list[ProcessMemory] = field(default_factory=list)  # after a quiet spell following the load
+    memory_at_end: list[ProcessMemory] = field(default_factory=list)  # the moment the last load step ended
     scaling: dict[int, WrkResult] = field(default_factory=dict)  # workers -> result at 64 connections
     costs: list[StepCost] = field(default_factory=list)
     extra_rounds: list[RatioRound] = field(default_factory=list)  # model, HTTP-only, service again

@@ -92,7 +92,7 @@ def smoke_failures(r: Results) -> list[str]:
         missing.append("load shedding: no answers")
     if len(r.cold_starts) == 0:
         missing.append("cold start: no sample")
-    if not r.memory:
+    if not r.memory or not r.memory_at_end:
         missing.append("memory: no process measured")
     if 1 not in r.scaling:
         missing.append("worker scaling: WORKERS=1 not measured")

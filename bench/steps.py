@@ -18,6 +18,7 @@ from bench.results import (
     HEAVY_CONNECTIONS,
     LOAD_CONNECTIONS,
     OVERLOAD_MAX_PENDING,
+    QUIET_SECONDS,
     TARGET_CONNECTIONS,
     OverloadResult,
     RatioRound,
@@ -132,6 +133,8 @@ def service(ctx: Context, r: Results) -> None:
         for connections in BATCH_CONNECTIONS:
             label = f"service, batch of {BATCH_SIZE}, {connections} conns"
             r.batch[connections] = _load(ctx, r, label, server, "/predictions", ctx.batch_bodies, connections)
+        r.memory_at_end = tree_memory(server.pid)
+        time.sleep(QUIET_SECONDS)
         r.memory = tree_memory(server.pid)
     if TARGET_CONNECTIONS in r.service:
         r.scaling[SERVICE_WORKERS] = r.service[TARGET_CONNECTIONS]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from function.classifier import Classifier, PoolClassifier
+from function.heap import QUIET_SECONDS, IdleTrim
 from function.metrics import Metrics
 from function.middleware import UNMATCHED, service_middleware
 from function.model_info import load_model_info, verify_model_file
@@ -56,6 +59,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     add_docs(app)
     app.cleanup_ctx.append(_classifier_context)
     app.cleanup_ctx.append(_garbage_collector_context)
+    app.cleanup_ctx.append(_heap_trim_context)
     app.on_shutdown.append(_start_draining)
     return app
 
@@ -85,6 +89,22 @@ async def _garbage_collector_context(app: web.Application) -> AsyncIterator[None
     yield
     gc.unfreeze()
     gc.callbacks.remove(pauses)
+
+
+async def _heap_trim_context(app: web.Application) -> AsyncIterator[None]:
+    """Give the heap a burst of requests grew back to the OS once the burst is over."""
+    lifecycle, idle = app[LIFECYCLE], IdleTrim()
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(QUIET_SECONDS / 2)
+            idle.observe(lifecycle.requests)
+
+    task = asyncio.create_task(watch(), name="heap-trim")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _start_draining(app: web.Application) -> None:

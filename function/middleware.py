@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from function.errors import InvalidInput, ServiceError
 from function.jsonio import json_response
 from function.metrics import REJECTION_REASONS
-from function.state import METRICS
+from function.state import LIFECYCLE, METRICS
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -46,6 +46,7 @@ def _http_error(exc: web.HTTPException) -> web.Response:
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
+    request.app[LIFECYCLE].requests += 1
     rid = request_id(request)
     started = time.perf_counter()
     metrics.in_flight.inc()

@@ -75,7 +75,7 @@ class Worker:
         if self._executor is None:
             return False
         try:
-            self._executor.submit(remote.pid).add_done_callback(_ignore)
+            self._executor.submit(remote.check).add_done_callback(_ignore)
         except (BrokenProcessPool, RuntimeError):
             self.discard()
             return False

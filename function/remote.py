@@ -33,3 +33,4 @@ class WorkerFunction:
 init = WorkerFunction("init")
 predict = WorkerFunction("predict")
 pid = WorkerFunction("pid")
+check = WorkerFunction("check")

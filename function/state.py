@@ -12,10 +12,11 @@ from function.settings import Settings
 
 
 class Lifecycle:
-    """Whether the service is draining (set on shutdown; readiness turns 503)."""
+    """Whether the service is draining (set on shutdown; readiness turns 503), and how busy it has been."""
 
     def __init__(self) -> None:
         self.draining = False
+        self.requests = 0  # started so far: the heap trimmer's sign of activity
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from function.heap import IdleTrim
 from function.prediction import BatchResult
 
 #: The model's interface: one string input, these outputs in this order. train.py builds the
@@ -26,6 +27,8 @@ WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encryp
 PADDING_BUDGET = 1.5
 
 _session: ort.InferenceSession | None = None
+_batches = 0  # calls to predict() so far: the heap trimmer's sign of activity
+_idle_trim = IdleTrim()
 
 
 def load_session(model: str | bytes) -> ort.InferenceSession:
@@ -72,9 +75,11 @@ def length_runs(lengths: Sequence[int], budget: float = PADDING_BUDGET) -> list[
 
 def predict(texts: list[str], session: ort.InferenceSession | None = None) -> BatchResult:
     """Classify ``texts``, in runs of similar length; ``session`` defaults to this worker's (tests pass their own)."""
+    global _batches
     session = session or _session
     if session is None:
         raise RuntimeError("worker not initialised: call init() first")
+    _batches += 1
     started = time.monotonic()
     runs = length_runs([len(t) for t in texts])
     if len(runs) <= 1:
@@ -95,4 +100,10 @@ def predict(texts: list[str], session: ort.InferenceSession | None = None) -> Ba
 
 def pid() -> int:
     """This worker's process id; answering it proves the initializer (load + warm-up) finished."""
+    return os.getpid()
+
+
+def check() -> int:
+    """The pool's liveness probe, sent while the worker is idle: trims the heap after a quiet spell."""
+    _idle_trim.observe(_batches)
     return os.getpid()

@@ -33,7 +33,7 @@ def test_worker_module_imports_only_what_inference_needs() -> None:
         "import sys, function.worker; print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'function.'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert result.stdout.strip() == "['function.prediction', 'function.worker']"
+    assert result.stdout.strip() == "['function.heap', 'function.prediction', 'function.worker']"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,51 @@
+"""Memory after a burst: the server gives back what the burst's requests made it grow by."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import ClientSession
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; malloc_trim is glibc's")
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+async def burst(http: ClientSession, url: str) -> None:
+    """8 requests at once (the default queue bound), each 256 texts of 3 to 4 KB, four times."""
+    texts = [f"orbit {i} " + "launch shuttle goalie puck " * (110 + i % 30) for i in range(256)]
+
+    async def post() -> None:
+        async with http.post(url + "/predictions", json={"texts": texts}) as answer:
+            assert answer.status == 200, await answer.text()
+
+    for _ in range(4):
+        await asyncio.gather(*(post() for _ in range(8)))
+
+
+async def test_after_a_burst_the_server_gives_the_memory_it_grew_by_back(
+    server: ServerProcess, http: ClientSession
+) -> None:
+    pid = server.proc.pid
+    before = rss_mb(pid)
+    await burst(http, server.url)
+    peak = rss_mb(pid)
+    assert peak - before > 4, "the burst must grow the server for this test to mean anything"
+
+    halfway = before + (peak - before) / 2
+    for _ in range(50):  # the trim is due 1 to 1.5 s after the last request
+        if rss_mb(pid) <= halfway:
+            break
+        await asyncio.sleep(0.1)
+    settled = rss_mb(pid)
+
+    assert settled <= halfway, f"RSS {before:.1f} -> {peak:.1f} -> {settled:.1f} MB"
