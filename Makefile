@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-smoke bench-model bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-smoke bench-model bench-memory bench bench-smoke soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -63,6 +63,10 @@ e2e: $(DEV)
 ## bench-model: per-document latency and test accuracy, served graph vs stock exports (bench/MODEL.md)
 bench-model: $(DEV)
 	$(BIN)/python -m bench.model
+
+## bench-memory: resident memory idle, after ordinary requests and under 1 MB texts (bench/MEMORY.md, 1 min)
+bench-memory: $(DEV)
+	$(BIN)/python -m bench.memory
 
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)
