@@ -75,6 +75,7 @@ bench: $(DEV)
 ## bench-smoke: every benchmark step for ~2 s; fails only if a step produced no numbers (bench/out/)
 bench-smoke: $(DEV)
 	$(BIN)/python -m bench.run --smoke
+	$(BIN)/python -m bench.memory --bursts 2 --quiet 1 --out bench/out/MEMORY.md
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)
