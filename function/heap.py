@@ -2,8 +2,9 @@
 
 glibc keeps freed heap pages for reuse, so a process stays as large as its busiest moment:
 after the benchmark's load the server kept about 10 MB and each worker about 3 MB it no
-longer used. ``malloc_trim`` returns them, at the cost of a walk over the free lists and of
-page faults when the next burst grows the heap again, so it runs only after a quiet spell.
+longer used. ``malloc_trim`` returns them, at the cost of a walk over the free lists (about
+5 ms for 40 MB of freed 4 KB blocks, 0.3 ms when there is nothing left to return) and of page
+faults when the next burst grows the heap again, so it runs only after a quiet spell.
 """
 
 from __future__ import annotations
