@@ -21,6 +21,7 @@ import functools
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,22 +69,26 @@ def parse_env(variant: str) -> dict[str, str]:
     return {"WORKERS": "2"} | {k: v for k, v in pairs}
 
 
-def run_variant(variant: str, connections: Sequence[int], seconds: float, bodies: Path, threads: int) -> list[Run]:
+def run_variant(
+    variant: str, connections: Sequence[int], seconds: float, bodies: Path, threads: int
+) -> tuple[float, list[Run]]:
+    """Seconds from creating the server process to its readiness, and one run per connection count."""
     say(variant)
     log = OUT / "logs" / f"compare-{variant.replace(' ', '_').replace('=', '-').replace('/', '-')}.log"
     runs = []
     cwd = checkout(variant[len(REVISION) :]) if variant.startswith(REVISION) else ROOT
     with servers.running(servers.SERVICE, parse_env(variant), log, cwd=cwd) as server:
+        ready = time.perf_counter() - server.started
         url = server.url("/prediction")
         run_wrk(url, bodies, 16, 2, threads)  # warm-up
         for c in connections:
             load, cpu = measured(server.pid, functools.partial(run_wrk, url, bodies, c, seconds, threads))
             say(f"  {c} conns: {load.ok_rps:.0f} 2xx/s, p99 {load.latency_ms['p99']:.1f} ms")
             runs.append((load, cpu))
-    return runs
+    return ready, runs
 
 
-def row(variant: str, connections: int, runs: list[Run], baseline: float) -> list[str]:
+def row(variant: str, connections: int, runs: list[Run], ready: list[float], baseline: float) -> list[str]:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
@@ -102,12 +107,13 @@ def row(variant: str, connections: int, runs: list[Run], baseline: float) -> lis
         f"{med([cpu.workers / n * 1e6 for cpu, n in per_request]):.0f}",
         f"{med([cpu.server / cpu.wall for _, cpu in runs]):.0%}",
         f"{max(cpu.others / cpu.wall for _, cpu in runs):.0%}",
+        f"{med(ready):.2f}",
     ]
 
 
 def render(rows: list[list[str]], seconds: float, threads: int, rounds: int) -> str:
     header = ["variant", "conns", "2xx/s (median)", "range", "vs default", "p50 ms", "p99 ms", "errors",
-              "event loop µs/req", "workers µs/req", "event loop CPU", "others CPU (max)"]  # fmt: skip
+              "event loop µs/req", "workers µs/req", "event loop CPU", "others CPU (max)", "ready s"]  # fmt: skip
     return "\n".join(
         [
             "# Settings compared",
@@ -119,7 +125,8 @@ def render(rows: list[list[str]], seconds: float, threads: int, rounds: int) -> 
             "variant once per round; medians over rounds. CPU columns: the server process (event loop and "
             "its executor threads) and the workers, per answered request; the event loop's share of one "
             "core; and the most CPU that processes other than the service and wrk took during a step "
-            "(interference).",
+            '(interference). "ready s": from creating the process to its readiness (every worker warm), '
+            "polled every 20 ms: each round's fresh start is a cold start.",
             "",
             markdown_table(header, rows),
             "",
@@ -142,14 +149,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     revisions = [REVISION + r for r in args.revision]
     variants = [DEFAULT, *(args.variant or ([] if revisions else VARIANTS)), *revisions]
     runs: dict[str, list[list[Run]]] = {v: [] for v in variants}
+    ready: dict[str, list[float]] = {v: [] for v in variants}
     for i in range(args.rounds):
         say(f"round {i + 1} of {args.rounds}")
         for variant in variants:
-            runs[variant].append(run_variant(variant, args.connections, args.seconds, bodies, args.wrk_threads))
+            seconds, variant_runs = run_variant(variant, args.connections, args.seconds, bodies, args.wrk_threads)
+            ready[variant].append(seconds)
+            runs[variant].append(variant_runs)
     rows = []
     for j, c in enumerate(args.connections):
         baseline = statistics.median(r[j][0].ok_rps for r in runs[DEFAULT])
-        rows += [row(v, c, [r[j] for r in runs[v]], baseline) for v in variants]
+        rows += [row(v, c, [r[j] for r in runs[v]], ready[v], baseline) for v in variants]
     report = render(rows, args.seconds, args.wrk_threads, args.rounds)
     publish(report, args.out)
     return 0

@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import sys
 
-from function.app import create_app
-from function.logs import configure_logging
+from function import processes
 from function.model_info import ModelError
-from function.server import serve
 from function.settings import parse_command_line
 
 
 def main() -> int:
     settings = parse_command_line(sys.argv[1:], os.environ)
+    processes.start_early()
+    # NOTE: imported only now: aiohttp and its friends take 0.4-0.8 s to import, which the
+    # forkserver's own preload of onnxruntime (about 0.3 s, on the other core) now overlaps.
+    from function.app import create_app
+    from function.logs import configure_logging
+    from function.server import serve
+
     configure_logging(settings.log_format, settings.log_level)
     try:
         serve(create_app(settings), settings)

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from function import remote
+from function import processes, remote
 from function.errors import ModelUnavailable
 from function.prediction import BatchResult
 
 log = logging.getLogger(__name__)
-
-# NOTE: forkserver, not fork: forking a process whose onnxruntime threads exist is unsafe.
-# The server preloads the worker module (onnxruntime, numpy) once, so each fork starts fast.
-START_METHOD = "forkserver"
 
 
 class Worker:
@@ -43,10 +38,8 @@ class Worker:
 
     async def start(self) -> None:
         """Start the process and wait until it has loaded and warmed the model."""
-        context = multiprocessing.get_context(START_METHOD)
-        context.set_forkserver_preload(["function.worker"])
         executor = ProcessPoolExecutor(
-            1, mp_context=context, initializer=remote.init, initargs=(str(self._model_path),)
+            1, mp_context=processes.context(), initializer=remote.init, initargs=(str(self._model_path),)
         )
         loop = asyncio.get_running_loop()
         try:
