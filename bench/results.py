@@ -9,6 +9,7 @@ from bench.cpu import CpuUse
 from bench.procs import ProcessMemory
 from bench.scrape import Batching
 from bench.wrk import WrkResult
+from function import heap
 
 LOAD_CONNECTIONS = (1, 16, 64, 256)
 TARGET_CONNECTIONS = 64
@@ -18,9 +19,9 @@ BATCH_CONNECTIONS = (64, 16)
 BATCH_SIZE = 32
 #: The overload step's MAX_PENDING: well below its 256 connections, so the queue bound is hit.
 OVERLOAD_MAX_PENDING = 64
-#: Memory is measured as the load ends and again this long after, once the heap trim (due 1 to
-#: 1.5 s into a quiet spell) has run.
-QUIET_SECONDS = 3.0
+#: Memory is measured as the load ends and again this long after: the heap trim runs between
+#: one and one and a half of the service's quiet spells after the last request.
+QUIET_SECONDS = 3 * heap.QUIET_SECONDS
 
 
 @dataclass(frozen=True)
