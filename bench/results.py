@@ -41,6 +41,11 @@ class StepCost:
     batching: Batching | None
 
 
+def ideal_of(model_docs_per_second: float, http_rps: float) -> float:
+    """1 / (1/model + 1/http): the two ceilings' costs per request, paid one after the other."""
+    return 1 / (1 / model_docs_per_second + 1 / http_rps)
+
+
 @dataclass(frozen=True)
 class RatioRound:
     """The three figures the 64-connection throughput target compares, measured back to back."""
@@ -51,7 +56,7 @@ class RatioRound:
 
     @property
     def ideal_rps(self) -> float:
-        return 1 / (1 / self.model_docs_per_second + 1 / self.http_rps)
+        return ideal_of(self.model_docs_per_second, self.http_rps)
 
     @property
     def ratio(self) -> float:
@@ -83,10 +88,10 @@ class Results:
 
     @property
     def ideal_rps(self) -> float | None:
-        """1 / (1/model + 1/http): the two ceilings' costs per request, paid one after the other."""
+        """The ideal of the main steps' ceilings (round 1)."""
         if self.model_ceiling is None or self.http_ceiling is None:
             return None
-        return 1 / (1 / self.model_ceiling.docs_per_second + 1 / self.http_ceiling.ok_rps)
+        return ideal_of(self.model_ceiling.docs_per_second, self.http_ceiling.ok_rps)
 
     def ratio_rounds(self) -> list[RatioRound]:
         """The main steps' figures as round 1, then every repeated round."""

@@ -106,20 +106,19 @@ def model_only(ctx: Context, r: Results) -> None:
     say(f"  {r.model_ceiling.docs_per_second:.0f} docs/s")
 
 
+def _fresh_at_target(
+    ctx: Context, r: Results, module: tuple[str, ...], workers: int, log_name: str, label: str
+) -> WrkResult:
+    """A fresh server, warmed up, then one load step of single texts at the target's connections."""
+    with servers.running(module, {"WORKERS": str(workers)}, ctx.log(log_name)) as server:
+        _warm_up(ctx, server)
+        return _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+
+
 def http_only(ctx: Context, r: Results) -> None:
     say(f"HTTP-only ceiling: constant classifier, {TARGET_CONNECTIONS} conns")
-    env = {"WORKERS": str(SERVICE_WORKERS)}
-    with servers.running(servers.CONSTANT, env, ctx.log("constant")) as server:
-        _warm_up(ctx, server)
-        r.http_ceiling = _load(
-            ctx,
-            r,
-            f"HTTP-only, {TARGET_CONNECTIONS} conns",
-            server,
-            "/prediction",
-            ctx.single_bodies,
-            TARGET_CONNECTIONS,
-        )
+    label = f"HTTP-only, {TARGET_CONNECTIONS} conns"
+    r.http_ceiling = _fresh_at_target(ctx, r, servers.CONSTANT, SERVICE_WORKERS, "constant", label)
 
 
 def service(ctx: Context, r: Results) -> None:
@@ -157,10 +156,8 @@ def overload(ctx: Context, r: Results) -> None:
 
 def one_worker(ctx: Context, r: Results) -> None:
     say(f"worker scaling: WORKERS=1, {TARGET_CONNECTIONS} conns")
-    with servers.running(servers.SERVICE, {"WORKERS": "1"}, ctx.log("one-worker")) as server:
-        _warm_up(ctx, server)
-        label = f"WORKERS=1, {TARGET_CONNECTIONS} conns"
-        r.scaling[1] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+    label = f"WORKERS=1, {TARGET_CONNECTIONS} conns"
+    r.scaling[1] = _fresh_at_target(ctx, r, servers.SERVICE, 1, "one-worker", label)
 
 
 def repeated_rounds(ctx: Context, r: Results) -> None:
@@ -169,15 +166,22 @@ def repeated_rounds(ctx: Context, r: Results) -> None:
     for round_number in range(2, 2 + ctx.extra_rounds):
         say(f"round {round_number}: model-only, HTTP-only and service at {TARGET_CONNECTIONS} conns, back to back")
         model = model_ceiling(SERVICE_WORKERS, ctx.seconds)
-        env = {"WORKERS": str(SERVICE_WORKERS)}
-        with servers.running(servers.CONSTANT, env, ctx.log(f"constant-round-{round_number}")) as server:
-            _warm_up(ctx, server)
-            label = f"round {round_number}: HTTP-only, {TARGET_CONNECTIONS} conns"
-            http = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
-        with servers.running(servers.SERVICE, env, ctx.log(f"service-round-{round_number}")) as server:
-            _warm_up(ctx, server)
-            label = f"round {round_number}: service, {TARGET_CONNECTIONS} conns"
-            service = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+        http = _fresh_at_target(
+            ctx,
+            r,
+            servers.CONSTANT,
+            SERVICE_WORKERS,
+            f"constant-round-{round_number}",
+            f"round {round_number}: HTTP-only, {TARGET_CONNECTIONS} conns",
+        )
+        service = _fresh_at_target(
+            ctx,
+            r,
+            servers.SERVICE,
+            SERVICE_WORKERS,
+            f"service-round-{round_number}",
+            f"round {round_number}: service, {TARGET_CONNECTIONS} conns",
+        )
         r.extra_rounds.append(RatioRound(model.docs_per_second, http.ok_rps, service))
         say(f"  ratio {r.extra_rounds[-1].ratio:.2f} x ideal")
 

@@ -15,10 +15,17 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
+from function import worker
 from function.app import create_app
 from function.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def session():  # type: ignore[no-untyped-def]
+    """An onnxruntime session of the committed model, as a worker loads it."""
+    return worker.load_session(str(ROOT / "model" / "model.onnx"))
 
 
 @pytest.fixture

@@ -68,11 +68,6 @@ def test_data() -> train.Dataset:
 
 
 @pytest.fixture(scope="module")
-def session():  # type: ignore[no-untyped-def]
-    return worker.load_session(str(MODEL_DIR / "model.onnx"))
-
-
-@pytest.fixture(scope="module")
 def onnx_labels(session, test_data: train.Dataset) -> list[str]:  # type: ignore[no-untyped-def]
     return train.onnx_predict(session, test_data.texts)[0]
 

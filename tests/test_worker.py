@@ -13,11 +13,6 @@ from tests.conftest import ROOT
 from tests.test_model_artifacts import EDGE_TEXTS
 
 
-@pytest.fixture(scope="module")
-def session():  # type: ignore[no-untyped-def]
-    return worker.load_session(str(ROOT / "model/model.onnx"))
-
-
 def padded_size(lengths: list[int], run: list[int]) -> int:
     return len(run) * max(lengths[i] for i in run)
 
