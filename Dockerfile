@@ -5,7 +5,7 @@
 #   docker run --rm --read-only --tmpfs /var/tmp -p 8080:8080 newsgroups-classifier:1.1.0
 #
 # knative/DEPLOY.md explains the rest; tests/test_deployment.py checks this file against the code,
-# the Procfile and the manifests, and .ci/container-smoke.sh runs what it builds.
+# the Procfile and the manifests, and `make container-test` builds and runs it (.ci/container/).
 
 # ---- builder: requirements/runtime.txt in a virtual environment, the app byte-compiled -------
 FROM python:3.11.17-slim-bookworm AS builder
@@ -18,6 +18,11 @@ COPY requirements/runtime.txt /tmp/runtime.txt
 # NOTE: runtime.txt and nothing else: no scikit-learn, skl2onnx or test tools. The slim base has
 # no compiler, so a dependency that would need one fails the build instead of slipping in.
 RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/runtime.txt
+
+# tini, statically linked, for the runtime stage to copy (see ENTRYPOINT there).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+ && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY function/ function/
@@ -35,24 +40,32 @@ FROM python:3.11.17-slim-bookworm AS runtime
 # that no process compiles (or tries to write) bytecode when it starts.
 RUN python -m compileall -q -j 0 -x /site-packages/ /usr/local/lib/python3.11
 
+
 LABEL org.opencontainers.image.title="newsgroups-classifier" \
       org.opencontainers.image.description="Newsgroup topic classifier: ONNX model served by aiohttp" \
       org.opencontainers.image.version="1.1.0"
 
 # PORT is only a default: Knative injects its own. TMPDIR is the one place anything is written
 # (the forkserver's socket): mount a tmpfs or emptyDir there when the root is read-only.
+# ORT_DISABLE_TELEMETRY: onnxruntime's telemetry, which the code turns off too, stays off for any
+# process that loads it here (it would write under $HOME and look up an outside host).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TMPDIR=/var/tmp \
+    ORT_DISABLE_TELEMETRY=1 \
     PORT=8080
 
+COPY --from=builder /usr/bin/tini-static /usr/bin/tini
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY --from=builder /app /app
 
 USER 10001:10001
 EXPOSE 8080
-# Exec form, no shell and no entrypoint: Python is PID 1 and receives SIGTERM itself. The same
-# command as the Procfile's web process.
+# Exec form, no shell. tini is PID 1 and passes every signal on to the Procfile's web command: the
+# kernel ignores a signal PID 1 has no handler for, so Python as PID 1 would miss a SIGTERM sent
+# before it installs its own, and nothing would reap a process PID 1 inherits (a worker whose
+# forkserver died would stay a zombie).
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["python", "-m", "function"]

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-smoke bench-model bench-memory bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench bench-smoke soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -35,7 +35,7 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m function.openapi | diff -u openapi.json - || { echo "openapi.json is stale: run make openapi"; exit 1; }
+	$(BIN)/python -m function.api.openapi | diff -u openapi.json - || { echo "openapi.json is stale: run make openapi"; exit 1; }
 
 pytest: $(DEV)
 	$(BIN)/pytest
@@ -46,7 +46,7 @@ train: $(DEV)
 
 ## openapi: regenerate openapi.json from the handlers' schemas
 openapi: $(RUNTIME)
-	$(BIN)/python -m function.openapi > openapi.json
+	$(BIN)/python -m function.api.openapi > openapi.json
 
 NODE_TOOLS := tests/e2e/node_modules/.installed
 
@@ -81,9 +81,9 @@ bench-smoke: $(DEV)
 soak: $(DEV)
 	$(BIN)/python -m bench.run --soak
 
-## container-smoke: run the image's contents as the container would (read-only root, uid 10001; as root)
-container-smoke:
-	bash .ci/container-smoke.sh
+## container-test: build the image and run it as knative/service.yaml does, with real Docker (as root; 2-6 min)
+container-test: $(DEV)
+	bash .ci/container/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache tests/e2e/node_modules

@@ -1,8 +1,10 @@
 """Train, select, evaluate and export the newsgroup classifier into ``model/``.
 
-Seams: ``load_dataset`` (I/O and validation), ``candidates``/``build_pipeline`` (pure),
-``cross_validate`` (model selection on the training split only), ``export_onnx``
-(sparse ONNX graph), ``evaluate`` (test split, used once), ``write_model_dir`` (atomic).
+``run`` is one function per step: ``load_dataset`` (I/O and validation), ``select_candidate``
+(cross-validation on the training split only, over ``candidates``/``build_pipeline``, which are
+pure), ``fit_and_export`` (the sparse ONNX graph of ``export_onnx``), ``evaluation_report`` (test
+split, used once), ``model_metadata`` (``model.json``, through ``function.model_info.describe``)
+and ``write_model`` (atomic).
 
 Run ``python train.py --help`` for options; defaults reproduce the committed model.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import platform
@@ -28,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import sklearn
 from joblib import Parallel, delayed
 from onnx import TensorProto, helper, numpy_helper
@@ -42,7 +42,8 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from function import worker
+from function.inference.session import InferenceSession, load_session, predict
+from function.model_info import INPUT, METADATA_FILE, MODEL_FILE, OUTPUTS, describe, sha256_of
 
 #: The label set of the challenge; ``model/model.json`` carries it to the service.
 LABELS: tuple[str, ...] = ("baseball", "cryptography", "electronics", "hockey", "politics", "space")
@@ -102,7 +103,7 @@ def load_dataset(path: Path, labels: Sequence[str] = LABELS) -> Dataset:
         targets.append(label)
     if not texts:
         raise DataError(f"{path}: no examples (the file is empty)")
-    return Dataset(texts, targets, hashlib.sha256(raw).hexdigest(), path)
+    return Dataset(texts, targets, sha256_of(raw), path)
 
 
 # --- candidates -------------------------------------------------------------------------------
@@ -392,10 +393,10 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
     graph = helper.make_graph(
         nodes,
         MODEL_NAME,
-        [helper.make_tensor_value_info(worker.INPUT, TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info(INPUT, TensorProto.STRING, ["N"])],
         [
-            helper.make_tensor_value_info("label", TensorProto.STRING, ["N"]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(classes)]),
+            helper.make_tensor_value_info(OUTPUTS[0], TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info(OUTPUTS[1], TensorProto.FLOAT, ["N", len(classes)]),
         ],
         initializer=inits,
     )
@@ -413,34 +414,15 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
     return model
 
 
-def export_stock_onnx(pipeline: Pipeline) -> onnx.ModelProto:
-    """Export with skl2onnx's stock converters (dense TF-IDF), as a reference for benchmarks."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import StringTensorType
-
-    text_steps = [step for _, step in pipeline.steps if isinstance(step, CountVectorizer)]
-    clf = pipeline.steps[-1][1]
-    options: dict[int, dict[str, Any]] = {id(step): {"locale": ONNX_LOCALE} for step in text_steps}
-    options[id(clf)] = {"zipmap": False} if hasattr(clf, "predict_proba") else {"nocl": False}
-    model: onnx.ModelProto = to_onnx(
-        pipeline,
-        initial_types=[(worker.INPUT, StringTensorType([None]))],
-        options=options,
-        target_opset={"": 18, "ai.onnx.ml": 3},
-    )
-    return model
-
-
-def onnx_predict(session: ort.InferenceSession, texts: Sequence[str], batch: int = 256) -> tuple[list[str], np.ndarray]:
-    """Labels and probabilities for ``texts`` from an onnxruntime session."""
+def onnx_predict(session: InferenceSession, texts: Sequence[str], batch: int = 256) -> tuple[list[str], np.ndarray]:
+    """Labels and probabilities of ``texts``, ``batch`` texts a call so that memory stays bounded."""
     labels: list[str] = []
-    probs = []
+    probabilities = []
     for start in range(0, len(texts), batch):
-        chunk = np.array(texts[start : start + batch], dtype=object)
-        out_labels, out_probs = session.run(worker.OUTPUTS, {worker.INPUT: chunk})
-        labels.extend(str(x) for x in out_labels)
-        probs.append(out_probs)
-    return labels, np.vstack(probs)
+        chunk_labels, chunk_probabilities = predict(session, texts[start : start + batch])
+        labels.extend(chunk_labels)
+        probabilities.append(chunk_probabilities)
+    return labels, np.vstack(probabilities)
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -626,10 +608,6 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def write_model_dir(out_dir: Path, files: dict[str, bytes], extra: Callable[[Path], None]) -> None:
     """Write every artefact into a temporary sibling folder, then swap it into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -651,6 +629,155 @@ def write_model_dir(out_dir: Path, files: dict[str, bytes], extra: Callable[[Pat
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# --- the steps of a run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Every candidate's cross-validation scores, and the one chosen to be served."""
+
+    results: list[CvResult]
+    best: CvResult
+    candidate: Candidate
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The chosen pipeline fitted on the whole training split, and its ONNX graph."""
+
+    pipeline: Pipeline
+    temperature: float
+    onnx: bytes
+
+
+def choose_candidates(names: Sequence[str] | None) -> list[Candidate]:
+    """The candidates named on the command line, in ``candidates()`` order; all of them by default."""
+    pool = [c for c in candidates() if names is None or c.name in names]
+    unknown = set(names or []) - {c.name for c in pool}
+    if unknown:
+        raise SystemExit(f"unknown candidates: {sorted(unknown)}")
+    return pool
+
+
+def select_candidate(pool: Sequence[Candidate], train: Dataset, folds: int) -> Selection:
+    """Cross-validate every candidate; the exportable one with the best accuracy (then macro-F1) wins."""
+    results = []
+    for cand in pool:
+        res = cross_validate(cand, train, folds)
+        results.append(res)
+        log(
+            f"cv {cand.name:14s} accuracy {res.accuracy_mean:.4f} ± {res.accuracy_std:.4f}  "
+            f"macro-F1 {res.macro_f1_mean:.4f}  {res.vocabulary} terms  {res.predict_us_per_doc:.0f} µs/doc"
+        )
+    eligible = [r for r in results if r.exportable]
+    if not eligible:
+        raise SystemExit("no exportable candidate selected; add one of the sublinear TF-IDF models")
+    best = max(eligible, key=lambda r: (r.accuracy_mean, r.macro_f1_mean))
+    chosen = next(c for c in pool if c.name == best.name)
+    log(f"selected {chosen.name} by cross-validated accuracy")
+    return Selection(results, best, chosen)
+
+
+def fit_and_export(candidate: Candidate, train: Dataset, folds: int) -> Trained:
+    """Fit the softmax scale out of fold, then the pipeline on all of ``train``; export both to ONNX."""
+    temperature = fit_temperature(candidate, train, folds)
+    pipeline = candidate.build().fit(train.texts, train.labels)
+    model = export_onnx(pipeline, temperature).SerializeToString()
+    log(f"exported ONNX graph ({len(model) / 1e6:.2f} MB, softmax scale {temperature:.3f})")
+    return Trained(pipeline, temperature, model)
+
+
+def evaluation_report(
+    selection: Selection, trained: Trained, train: Dataset, test: Dataset, rounds: int
+) -> dict[str, Any]:
+    """``evaluation.json``: the served ONNX graph and the baseline on the test split, parity, the CV table."""
+    onnx_labels, _ = onnx_predict(load_session(trained.onnx), test.texts)
+    baseline = build_baseline().fit(train.texts, train.labels)
+    served = evaluate(test.labels, onnx_labels, rounds=rounds)
+    base = evaluate(test.labels, list(baseline.predict(test.texts)), rounds=rounds)
+    pipeline = trained.pipeline
+    sk_labels = list(pipeline.predict(test.texts))
+    agreement = parity(sk_labels, onnx_labels, decision_scores(pipeline, test.texts), list(pipeline.classes_))
+    log(
+        f"test accuracy {served['accuracy']:.4f} macro-F1 {served['averages']['macro']['f1']:.4f} "
+        f"(baseline {base['accuracy']:.4f}); ONNX/sklearn agreement {agreement['rate']:.4%}"
+    )
+    return {
+        "model": MODEL_NAME,
+        "model_candidate": selection.candidate.name,
+        "model_sha256": sha256_of(trained.onnx),
+        "train_size": len(train.texts),
+        "served": served,
+        "baseline": base,
+        "parity": agreement,
+        "cross_validation": [vars(r) for r in selection.results],
+    }
+
+
+def model_metadata(
+    version: str, selection: Selection, trained: Trained, train: Dataset, test: Dataset, report: dict[str, Any]
+) -> dict[str, Any]:
+    """``model.json``: the service's contract (``describe``), then how the model was made and scored."""
+    served, base = report["served"], report["baseline"]
+    # NOTE: ``describe`` writes the keywords after ``metrics`` in the order given, before the
+    # metrics; this is the order of the committed model.json, so keep it.
+    return describe(
+        name=MODEL_NAME,
+        version=version,
+        labels=[str(c) for c in trained.pipeline.classes_],
+        model=trained.onnx,
+        metrics={
+            "accuracy": served["accuracy"],
+            "macro_f1": served["averages"]["macro"]["f1"],
+            "accuracy_95ci": served["bootstrap_95ci"]["accuracy"],
+            "macro_f1_95ci": served["bootstrap_95ci"]["macro_f1"],
+            "baseline_accuracy": base["accuracy"],
+            "cv_accuracy": selection.best.accuracy_mean,
+        },
+        description=selection.candidate.description,
+        vocabulary_size=len(trained.pipeline.steps[0][1].vocabulary_),
+        softmax_scale=trained.temperature,
+        token_pattern=TOKEN_PATTERN,
+        training_data={"path": "data/train.jsonl.gz", "sha256": train.sha256, "examples": len(train.texts)},
+        test_data={"path": "data/test.jsonl.gz", "sha256": test.sha256, "examples": len(test.texts)},
+        libraries=libraries(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def libraries() -> dict[str, str]:
+    """The versions that produced the model."""
+    import onnxruntime  # already loaded, by function.inference.session, which configures it first
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def write_model(out_dir: Path, trained: Trained, metadata: dict[str, Any], report: dict[str, Any]) -> None:
+    """The model folder: graph, ``model.json``, the evaluation in JSON and Markdown, the confusion matrix."""
+    files = {
+        MODEL_FILE: trained.onnx,
+        METADATA_FILE: json_bytes(metadata),
+        "evaluation.json": json_bytes(report),
+        "evaluation.md": render_markdown(report).encode(),
+    }
+
+    def pictures(folder: Path) -> None:
+        save_confusion_png(
+            report["served"]["confusion_matrix"]["rows_true_cols_predicted"],
+            metadata["labels"],
+            folder / "confusion_matrix.png",
+            f"{MODEL_NAME} on the test split",
+        )
+
+    write_model_dir(out_dir, files, pictures)
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -680,107 +807,15 @@ def log(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Select, fit, export and evaluate; returns the evaluation report."""
+    """Load, select, fit and export, evaluate, describe, write; returns the evaluation report."""
     started = time.perf_counter()
     train, test = load_dataset(args.train), load_dataset(args.test)
     log(f"loaded {len(train.texts)} training and {len(test.texts)} test posts")
-    pool = [c for c in candidates() if args.candidates is None or c.name in args.candidates]
-    unknown = set(args.candidates or []) - {c.name for c in pool}
-    if unknown:
-        raise SystemExit(f"unknown candidates: {sorted(unknown)}")
-    results = []
-    for cand in pool:
-        res = cross_validate(cand, train, args.folds)
-        results.append(res)
-        log(
-            f"cv {cand.name:14s} accuracy {res.accuracy_mean:.4f} ± {res.accuracy_std:.4f}  "
-            f"macro-F1 {res.macro_f1_mean:.4f}  {res.vocabulary} terms  {res.predict_us_per_doc:.0f} µs/doc"
-        )
-    eligible = [r for r in results if r.exportable]
-    if not eligible:
-        raise SystemExit("no exportable candidate selected; add one of the sublinear TF-IDF models")
-    best = max(eligible, key=lambda r: (r.accuracy_mean, r.macro_f1_mean))
-    chosen = next(c for c in pool if c.name == best.name)
-    log(f"selected {chosen.name} by cross-validated accuracy")
-
-    temperature = fit_temperature(chosen, train, args.folds)
-    model = chosen.build().fit(train.texts, train.labels)
-    baseline = build_baseline().fit(train.texts, train.labels)
-    onnx_model = export_onnx(model, temperature)
-    model_bytes = onnx_model.SerializeToString()
-    log(f"exported ONNX graph ({len(model_bytes) / 1e6:.2f} MB, softmax scale {temperature:.3f})")
-
-    onnx_labels, _ = onnx_predict(worker.load_session(model_bytes), test.texts)
-    served = evaluate(test.labels, onnx_labels, rounds=args.bootstrap)
-    base = evaluate(test.labels, list(baseline.predict(test.texts)), rounds=args.bootstrap)
-    sk_labels = list(model.predict(test.texts))
-    agreement = parity(sk_labels, onnx_labels, decision_scores(model, test.texts), list(model.classes_))
-    log(
-        f"test accuracy {served['accuracy']:.4f} macro-F1 {served['averages']['macro']['f1']:.4f} "
-        f"(baseline {base['accuracy']:.4f}); ONNX/sklearn agreement {agreement['rate']:.4%}"
-    )
-
-    model_sha = sha256_bytes(model_bytes)
-    report = {
-        "model": MODEL_NAME,
-        "model_candidate": chosen.name,
-        "model_sha256": model_sha,
-        "train_size": len(train.texts),
-        "served": served,
-        "baseline": base,
-        "parity": agreement,
-        "cross_validation": [vars(r) for r in results],
-    }
-    metadata = {
-        "name": MODEL_NAME,
-        "version": args.version,
-        "description": chosen.description,
-        "labels": [str(c) for c in model.classes_],
-        "input": {"name": worker.INPUT, "type": "string", "shape": ["N"]},
-        "outputs": {
-            "label": {"name": worker.OUTPUTS[0], "type": "string", "shape": ["N"]},
-            "probabilities": {"name": worker.OUTPUTS[1], "type": "float32", "shape": ["N", len(model.classes_)]},
-        },
-        "sha256": model_sha,
-        "size_bytes": len(model_bytes),
-        "vocabulary_size": len(model.steps[0][1].vocabulary_),
-        "softmax_scale": temperature,
-        "token_pattern": TOKEN_PATTERN,
-        "training_data": {"path": "data/train.jsonl.gz", "sha256": train.sha256, "examples": len(train.texts)},
-        "test_data": {"path": "data/test.jsonl.gz", "sha256": test.sha256, "examples": len(test.texts)},
-        "libraries": {
-            "python": platform.python_version(),
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-        },
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "metrics": {
-            "accuracy": served["accuracy"],
-            "macro_f1": served["averages"]["macro"]["f1"],
-            "accuracy_95ci": served["bootstrap_95ci"]["accuracy"],
-            "macro_f1_95ci": served["bootstrap_95ci"]["macro_f1"],
-            "baseline_accuracy": base["accuracy"],
-            "cv_accuracy": best.accuracy_mean,
-        },
-    }
-    files = {
-        "model.onnx": model_bytes,
-        "model.json": json_bytes(metadata),
-        "evaluation.json": json_bytes(report),
-        "evaluation.md": render_markdown(report).encode(),
-    }
-
-    def pictures(folder: Path) -> None:
-        save_confusion_png(
-            served["confusion_matrix"]["rows_true_cols_predicted"],
-            metadata["labels"],
-            folder / "confusion_matrix.png",
-            f"{MODEL_NAME} on the test split",
-        )
-
-    write_model_dir(args.out, files, pictures)
+    selection = select_candidate(choose_candidates(args.candidates), train, args.folds)
+    trained = fit_and_export(selection.candidate, train, args.folds)
+    report = evaluation_report(selection, trained, train, test, args.bootstrap)
+    metadata = model_metadata(args.version, selection, trained, train, test, report)
+    write_model(args.out, trained, metadata, report)
     log(f"wrote {args.out} in {time.perf_counter() - started:.0f} s")
     return report
 

@@ -1,7 +1,7 @@
 """Model-only ceiling: documents/s of ``model/model.onnx`` in N processes at once, no HTTP.
 
-Each process loads the model the way a service worker does (``function.worker.load_session``)
-and classifies the test texts one at a time through ``function.worker.predict``, all processes
+Each process loads the model the way a service worker does (``function.inference.session.load_session``)
+and classifies the test texts one at a time through ``function.inference.worker.predict``, all processes
 starting together behind a barrier and stopping at the same deadline.
 """
 
@@ -31,9 +31,10 @@ class CeilingResult:
 def _work(
     index: int, texts: Sequence[str], seconds: float, barrier: Barrier, results: Queue[tuple[int, float]]
 ) -> None:
-    from function import worker
+    from function.inference import worker
+    from function.inference.session import load_session
 
-    session = worker.load_session(str(MODEL_PATH))
+    session = load_session(str(MODEL_PATH))
     for text in texts[:WARM_UP_DOCS]:
         worker.predict([text], session)
     barrier.wait()

@@ -1,6 +1,6 @@
 """A classifier that answers the same prediction at once: the HTTP-only ceiling of the service.
 
-It satisfies ``function.classifier.Classifier``, so ``create_app(settings, classifier=...)``
+It satisfies ``function.inference.classifier.Classifier``, so ``create_app(settings, classifier=...)``
 serves it through the same routes, middleware, validation and JSON encoding as the real model.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from function.prediction import Prediction
+from function.inference.classifier import Prediction
 
 
 class ConstantClassifier:
@@ -27,11 +27,15 @@ class ConstantClassifier:
     def ready(self) -> bool:
         return self._running
 
+    @property
+    def alive(self) -> bool:
+        return True
+
     async def start(self) -> None:
         self._running = True
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float) -> None:
         self._running = False
 
-    async def classify(self, texts: Sequence[str]) -> list[Prediction]:
+    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return [self._answer] * len(texts)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnxruntime
 
-from function.cpus import available_cpus
+from function.cgroup import available_cpus
 
 
 def cpu_model() -> str:

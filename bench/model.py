@@ -1,7 +1,7 @@
 """``python -m bench.model``: the served ONNX graph against stock skl2onnx exports, one document a call.
 
 Rows: (1) ``model/model.onnx``, the sparse graph the service runs; (2) the challenge baseline
-(``train.build_baseline()`` fitted on the training split) exported by ``train.export_stock_onnx``;
+(``train.build_baseline()`` fitted on the training split) exported by ``export_stock_onnx``;
 (3) the served pipeline (``model_candidate`` of ``model/evaluation.json``) exported the stock way
 too, to show how much of the speed comes from the graph rather than the model. Each is timed on
 single-document ``session.run`` calls over the test texts in one thread with a one-thread
@@ -18,9 +18,14 @@ from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import StringTensorType
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.pipeline import Pipeline
 
 import train
@@ -28,7 +33,8 @@ from bench import machine
 from bench.paths import BENCH, EVALUATION, MODEL_PATH, TEST_DATA, TRAIN_DATA
 from bench.stats import percentile_ms
 from bench.tables import markdown_table, publish
-from function import worker
+from function.inference.session import load_session
+from function.model_info import INPUT
 
 WARM_UP_DOCS = 50
 
@@ -91,7 +97,7 @@ class Subject:
 
 
 def measure(subjects: Sequence[Subject], test: train.Dataset, passes: int) -> list[Row]:
-    sessions = [worker.load_session(s.model_bytes) for s in subjects]
+    sessions = [load_session(s.model_bytes) for s in subjects]
     timings = single_doc_seconds(sessions, test.texts, passes)
     return [
         Row(
@@ -109,6 +115,21 @@ def measure(subjects: Sequence[Subject], test: train.Dataset, passes: int) -> li
 
 def fitted(pipeline: Pipeline, data: train.Dataset) -> Pipeline:
     return pipeline.fit(data.texts, data.labels)
+
+
+def export_stock_onnx(pipeline: Pipeline) -> onnx.ModelProto:
+    """Export with skl2onnx's stock converters (dense TF-IDF), lower-casing in ``train.ONNX_LOCALE``."""
+    text_steps = [step for _, step in pipeline.steps if isinstance(step, CountVectorizer)]
+    clf = pipeline.steps[-1][1]
+    options: dict[int, dict[str, Any]] = {id(step): {"locale": train.ONNX_LOCALE} for step in text_steps}
+    options[id(clf)] = {"zipmap": False} if hasattr(clf, "predict_proba") else {"nocl": False}
+    model: onnx.ModelProto = to_onnx(
+        pipeline,
+        initial_types=[(INPUT, StringTensorType([None]))],
+        options=options,
+        target_opset={"": 18, "ai.onnx.ml": 3},
+    )
+    return model
 
 
 def stock_exportable(pipeline: Pipeline) -> tuple[Pipeline, str]:
@@ -165,7 +186,7 @@ def render(rows: list[Row], passes: int, n_docs: int, note: str) -> str:
             "",
             f"Single-document `session.run` calls over the {n_docs} test texts ({passes} pass(es), "
             f"alternating between the models, after {WARM_UP_DOCS} warm-up calls each), one Python thread, "
-            "onnxruntime session with 1 intra-op and 1 inter-op thread (`function.worker.load_session`, "
+            "onnxruntime session with 1 intra-op and 1 inter-op thread (`function.inference.session.load_session`, "
             "as the service). Accuracy on "
             "the test split: of the ONNX graph as timed, and of the scikit-learn pipeline it came from. "
             "Regenerate with `make bench-model` (`python -m bench.model`).",
@@ -201,12 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     stock_copy, note = stock_exportable(pipeline)
     subjects = [
         Subject(f"served: model/model.onnx ({candidate.name}, sparse graph)", MODEL_PATH.read_bytes(), served_sk),
-        Subject(
-            "baseline (challenge), stock skl2onnx", train.export_stock_onnx(baseline).SerializeToString(), baseline_sk
-        ),
+        Subject("baseline (challenge), stock skl2onnx", export_stock_onnx(baseline).SerializeToString(), baseline_sk),
         Subject(
             f"served pipeline ({candidate.name}), stock skl2onnx",
-            train.export_stock_onnx(stock_copy).SerializeToString(),
+            export_stock_onnx(stock_copy).SerializeToString(),
             served_sk,
         ),
     ]

@@ -54,7 +54,7 @@ def ceilings(r: Results) -> list[str]:
             [
                 f"model-only: {r.model_ceiling.processes} processes at once, no HTTP",
                 f"{r.model_ceiling.docs_per_second:.0f} docs/s",
-                "`function.worker.predict` on one test text a call, one onnxruntime thread per process",
+                "`function.inference.worker.predict` on one test text a call, one onnxruntime thread per process",
             ]
         )
     if r.http_ceiling is not None:

@@ -1,31 +1,109 @@
-"""``python -m function``: settings from the environment (and flags), then serve until SIGTERM."""
+"""``python -m function``: settings from the environment (and flags), then serve until a signal.
+
+Exit codes: 0 after a signal and a graceful drain; 1 when the model cannot be served; 2 for a
+bad setting (one line naming the variable and its value), all before any worker starts.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
 import os
+import resource
+import signal
+import socket
 import sys
+from types import FrameType
+from typing import TYPE_CHECKING
 
-from function import processes
-from function.model_info import ModelError
-from function.settings import parse_command_line
+from function.errors import StartupError
+from function.inference.process import start_forkserver
+from function.settings import Settings, parse_command_line
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger("function.serve")
+PROG = "python -m function"
+#: Every signal a process manager sends to stop a service; each starts the same graceful drain.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 def main() -> int:
-    settings = parse_command_line(sys.argv[1:], os.environ)
-    processes.start_early()
+    for sig in STOP_SIGNALS:  # until the event loop takes over: stop at once, nothing is in flight
+        signal.signal(sig, _exit_now)
+    settings = parse_command_line(None, os.environ)
+    try:
+        listener = bind(settings)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    descriptors = raise_descriptor_limit()
+    start_forkserver()
     # NOTE: imported only now: aiohttp and its friends take 0.4-0.8 s to import, which the
-    # forkserver's own preload of onnxruntime (about 0.3 s, on the other core) now overlaps.
+    # forkserver's own preload of onnxruntime (about 0.3 s, on the other core) overlaps.
     from function.app import create_app
     from function.logs import configure_logging
-    from function.server import serve
 
     configure_logging(settings.log_format, settings.log_level)
     try:
-        serve(create_app(settings), settings)
-    except ModelError as exc:
-        print(f"python -m function: {exc}", file=sys.stderr)
+        app = create_app(settings)
+    except StartupError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return serve(app, settings, listener, descriptors)
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything starts: a bad HOST or a busy PORT is a setting error."""
+    where = f"HOST={settings.host!r} PORT={settings.port}"
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"HOST={settings.host!r} does not resolve: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+        listener.listen(128)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"PORT={settings.port} is already in use on HOST={settings.host!r}") from None
+        raise StartupError(f"cannot listen on {where}: {exc.strerror}") from None
+    listener.setblocking(False)
+    return listener
+
+
+def raise_descriptor_limit() -> int:
+    """Raise the soft limit on open files to the hard limit (each connection holds one); the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
+
+
+def serve(app: web.Application, settings: Settings, listener: socket.socket, descriptors: int) -> int:
+    """Serve ``app`` on ``listener`` until a stop signal, drain, and return the exit code."""
+    import uvloop
+
+    from function.serving import run
+
+    loop = uvloop.new_event_loop() if settings.event_loop == "uvloop" else asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(run(app, settings, listener, STOP_SIGNALS, descriptors))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 if __name__ == "__main__":

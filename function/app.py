@@ -6,43 +6,42 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from function.classifier import Classifier, PoolClassifier
+from function.api.access_log import ACCESS_LOGGER, AccessLogger
+from function.api.body import BodyBudget, defer_continue
+from function.api.middleware import UNMATCHED, service_middleware
+from function.api.openapi import add_docs, committed_document
+from function.api.routes import ROUTES
 from function.heap import QUIET_SECONDS, IdleTrim
+from function.inference.batching import AdaptiveBatcher
+from function.inference.classifier import Classifier
+from function.inference.messages import WorkerConfig
+from function.inference.pool import InferencePool
 from function.metrics import Metrics
-from function.middleware import UNMATCHED, service_middleware
-from function.model_info import load_model_info, verify_model_file
-from function.openapi import add_docs, openapi_document
-from function.routes import ROUTES
+from function.model_info import load_model_info, read_verified_model
 from function.settings import Settings
-from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, SETTINGS, Lifecycle
+from function.state import ACCESS_LOG, BODIES, CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, SETTINGS, Lifecycle
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, classifier: Classifier | None = None) -> web.Application:
-    """Build the application; the model starts in a cleanup context when the app starts.
+    """Build the application; the classifier starts in a cleanup context when the app starts.
 
     ``classifier`` replaces the onnxruntime pool (the benchmark's HTTP-only ceiling uses a
-    constant one); by default the pool serves ``settings.model_dir``.
+    constant one); by default the pool serves the model in ``settings.model_dir``, whose bytes
+    are read and checked against ``model.json`` here, once.
     """
     info = load_model_info(settings.metadata_path)
+    budgets = settings.budgets()
     metrics = Metrics(info["labels"], [path for _, path, _ in ROUTES] + [UNMATCHED])
     metrics.model.info({"name": info["name"], "version": info["version"], "sha256": info["sha256"]})
     if classifier is None:
-        classifier = PoolClassifier(
-            settings.model_path,
-            info["labels"],
-            settings.worker_count,
-            max_batch=settings.batch_max_size,
-            max_pending=settings.max_pending,
-            retry_after=settings.retry_after_seconds,
-            start_timeout=settings.worker_start_timeout_seconds,
-            metrics=metrics,
-        )
+        model = read_verified_model(settings.model_path, info)
+        classifier = pool_classifier(model, info["labels"], settings, budgets.batch_chars, metrics)
 
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[service_middleware])
     app[SETTINGS] = settings
@@ -50,12 +49,16 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[METRICS] = metrics
     app[CLASSIFIER] = classifier
     app[LIFECYCLE] = Lifecycle()
-    app[OPENAPI] = openapi_document()
+    app[OPENAPI] = committed_document()
+    app[BODIES] = bodies = BodyBudget(budgets.body_bytes)
+    metrics.body_bytes_held.set_function(lambda: bodies.held)
+    metrics.body_budget.set(bodies.limit)
+    app[ACCESS_LOG] = AccessLogger(logging.getLogger(ACCESS_LOGGER), "") if settings.access_log else None
     for method, path, handler in ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)  # HEAD too, as RFC 9110 asks
         else:
-            app.router.add_route(method, path, handler)
+            app.router.add_route(method, path, handler, expect_handler=defer_continue)
     add_docs(app)
     app.cleanup_ctx.append(_classifier_context)
     app.cleanup_ctx.append(_garbage_collector_context)
@@ -64,15 +67,39 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     return app
 
 
+def pool_classifier(
+    model: bytes, labels: Sequence[str], settings: Settings, batch_max_chars: int, metrics: Metrics
+) -> AdaptiveBatcher:
+    """onnxruntime in ``settings.worker_count`` processes, fed by an adaptive batcher that bounds the queue."""
+    pool = InferencePool(
+        settings.worker_count,
+        WorkerConfig(model, settings.log_format, settings.log_level),
+        start_timeout=settings.worker_start_timeout_seconds,
+        inference_timeout=settings.inference_timeout_seconds,
+        on_restart=metrics.worker_restarts.inc,
+    )
+    metrics.workers_configured.set(pool.size)
+    metrics.batch_chars.set(batch_max_chars)
+    metrics.workers_alive.set_function(lambda: pool.alive)
+    return AdaptiveBatcher(
+        pool,
+        labels,
+        batch_max_size=settings.batch_max_size,
+        batch_max_chars=batch_max_chars,
+        max_pending=settings.max_pending,
+        metrics=metrics,
+    )
+
+
 async def _classifier_context(app: web.Application) -> AsyncIterator[None]:
-    """Check the model file, start and warm the classifier, and stop it last on shutdown."""
-    settings, classifier = app[SETTINGS], app[CLASSIFIER]
-    if isinstance(classifier, PoolClassifier):
-        verify_model_file(settings.model_path, app[MODEL_INFO])
+    """Start and warm the classifier; stop it last on shutdown."""
+    settings, classifier, info = app[SETTINGS], app[CLASSIFIER], app[MODEL_INFO]
     await classifier.start()
-    log.info("serving model %s %s on port %d", app[MODEL_INFO]["name"], app[MODEL_INFO]["version"], settings.port)
+    log.info("serving model %s %s on port %d", info["name"], info["version"], settings.port)
     yield
-    await classifier.stop()
+    deadline = app[LIFECYCLE].deadline
+    left = settings.shutdown_grace_seconds if deadline is None else deadline - asyncio.get_running_loop().time()
+    await classifier.stop(max(left, 0.2))
     log.info("classifier stopped")
 
 
@@ -93,12 +120,12 @@ async def _garbage_collector_context(app: web.Application) -> AsyncIterator[None
 
 async def _heap_trim_context(app: web.Application) -> AsyncIterator[None]:
     """Give the heap a burst of requests grew back to the OS once the burst is over."""
-    lifecycle, idle = app[LIFECYCLE], IdleTrim()
+    metrics, idle = app[METRICS], IdleTrim()
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(QUIET_SECONDS / 2)
-            idle.observe(lifecycle.requests)
+            idle.observe(metrics.answered)
 
     task = asyncio.create_task(watch(), name="heap-trim")
     yield
@@ -108,5 +135,10 @@ async def _heap_trim_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _start_draining(app: web.Application) -> None:
-    app[LIFECYCLE].draining = True
-    log.info("draining: readiness now answers 503")
+    """Readiness turns 503, and requests still waiting for their body are answered 503 at once."""
+    lifecycle = app[LIFECYCLE]
+    lifecycle.draining = True
+    for task in lifecycle.uploads:
+        lifecycle.cut_uploads.add(task)
+        task.cancel()
+    log.info("draining: readiness now answers 503; %d requests still uploading were refused", len(lifecycle.uploads))

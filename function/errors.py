@@ -1,4 +1,8 @@
-"""One error base carrying its HTTP status; every answer that is not a success is one of these."""
+"""One error base carrying its HTTP status; every answer that is not a success is one of these.
+
+Raised anywhere, rendered in one place (``function.api.middleware``), which also adds the HTTP
+headers an error asks for: ``Retry-After`` for ``retry``, ``Connection: close`` for ``close``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ class ServiceError(Exception):
 
     status: int = 500
     error: str = "internal_error"
+    #: The client may retry after the service's ``RETRY_AFTER_SECONDS`` (sent as ``Retry-After``).
+    retry: bool = False
 
-    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, detail: str = "", *, close: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
-        self.headers = headers or {}
+        #: Answer with ``Connection: close``: the body was not read, or the service is stopping.
+        self.close = close
 
 
 class InvalidInput(ServiceError):
@@ -51,7 +58,7 @@ class RequestTimeout(ServiceError):
 
 
 class ClientDisconnected(ServiceError):
-    """The client closed the connection before its body arrived; nobody reads the answer.
+    """The client closed the connection before its answer; nobody reads it.
 
     499 is nginx's "client closed request": not the service's fault, so not a 5xx in metrics.
     """
@@ -66,14 +73,26 @@ class UnsupportedMediaType(ServiceError):
 
 
 class Overloaded(ServiceError):
-    """Too much work queued: shed load now rather than let latency grow."""
+    """Too much work queued, or too many request bytes in memory: shed load now."""
 
     status = 503
     error = "overloaded"
+    retry = True
 
 
 class ModelUnavailable(ServiceError):
-    """The model cannot answer right now (starting, restarting a worker, shutting down)."""
+    """The model cannot answer right now (starting, replacing a worker, shutting down)."""
 
     status = 503
     error = "model_unavailable"
+
+
+class StartupError(RuntimeError):
+    """The service cannot start as configured: a setting, a file or the port is wrong."""
+
+
+class ExpectationFailed(ServiceError):
+    """An ``Expect`` header other than ``100-continue``."""
+
+    status = 417
+    error = "expectation_failed"

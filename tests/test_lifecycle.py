@@ -16,14 +16,15 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
-from function.classifier import PoolClassifier
+from function.inference.batching import AdaptiveBatcher
+from function.inference.process import State, WorkerProcess
 from function.settings import Settings
 from function.state import CLASSIFIER, METRICS
-from tests.conftest import ROOT, ServerProcess
+from tests.helpers import ROOT, ServerProcess, free_port
 
 JSON = {"Content-Type": "application/json"}
-#: Enough work to keep one worker busy for a few hundred milliseconds (4 MB, over the default limit).
-SLOW_BATCH = json.dumps({"texts": ["the goalie stopped the puck in overtime " * 400] * 256}).encode()
+#: Enough work to keep both workers busy for a few hundred milliseconds (7.7 MB, over the default limit).
+SLOW_BATCH = json.dumps({"texts": ["the goalie stopped the puck in overtime " * 750] * 256}).encode()
 BIG_BODIES = 8 * 1024 * 1024
 
 
@@ -40,6 +41,18 @@ async def wait_until(predicate, within: float) -> float:  # type: ignore[no-unty
     return time.monotonic() - started
 
 
+async def busy_with_a_batch(classifier: AdaptiveBatcher, within: float = 5.0) -> WorkerProcess:
+    """A worker busy with texts (seen busy twice, 2 ms apart: a probe takes well under 1 ms)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        busy = {w for w in classifier.pool.workers if w.state is State.BUSY} if classifier.pending else set()
+        await asyncio.sleep(0.002)
+        still = [w for w in classifier.pool.workers if w.state is State.BUSY and w in busy]
+        if still:
+            return still[0]
+    raise TimeoutError(f"no worker busy with a batch within {within} s: {classifier.pool.workers}")
+
+
 async def is_ready(client: TestClient) -> bool:
     return (await client.get("/readyz")).status == 200
 
@@ -47,10 +60,9 @@ async def is_ready(client: TestClient) -> bool:
 @pytest.mark.parametrize("settings", [Settings(workers=2, log_format="text", max_body_bytes=BIG_BODIES)])
 async def test_a_killed_worker_fails_only_its_requests_and_is_replaced(client: TestClient) -> None:
     classifier = client.app[CLASSIFIER]
-    assert isinstance(classifier, PoolClassifier)
+    assert isinstance(classifier, AdaptiveBatcher)
     held = asyncio.create_task(client.post("/predictions", data=slow_batch(), headers=JSON))
-    await wait_until(lambda: asyncio.sleep(0, any(w.busy for w in classifier.pool.workers)), 5)
-    victim = next(w for w in classifier.pool.workers if w.busy)
+    victim = await busy_with_a_batch(classifier)
     os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
 
     response = await held
@@ -71,7 +83,7 @@ async def test_a_killed_worker_fails_only_its_requests_and_is_replaced(client: T
 
 async def test_an_idle_worker_that_dies_is_noticed_and_replaced(client: TestClient) -> None:
     classifier = client.app[CLASSIFIER]
-    assert isinstance(classifier, PoolClassifier)
+    assert isinstance(classifier, AdaptiveBatcher)
     [only] = classifier.pool.workers
     old_pid = only.pid
     os.kill(old_pid, signal.SIGKILL)  # type: ignore[arg-type]
@@ -109,7 +121,7 @@ def test_a_model_that_does_not_match_its_metadata_is_refused(tmp_path: Path) -> 
         (tmp_path / name).write_bytes((ROOT / "model" / name).read_bytes())
     (tmp_path / "model.onnx").write_bytes((tmp_path / "model.onnx").read_bytes() + b"tampered")
     result = subprocess.run(
-        [sys.executable, "-m", "function", "--port", "0"],
+        [sys.executable, "-m", "function", "--port", str(free_port())],
         cwd=ROOT,
         capture_output=True,
         text=True,

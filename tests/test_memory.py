@@ -1,4 +1,4 @@
-"""Memory after a burst: the server gives back what the burst's requests made it grow by."""
+"""Memory after a burst: the server and a worker give back what the burst made them grow by, unasked."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from tests.conftest import ServerProcess
+from tests.helpers import ServerProcess, descendants, parent_pids
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; malloc_trim is glibc's")
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
+def children(pid: int) -> list[int]:
+    return [child for child, parent in parent_pids().items() if parent == pid]
 
 
 def rss_mb(pid: int) -> float:
@@ -49,3 +57,26 @@ async def test_after_a_burst_the_server_gives_the_memory_it_grew_by_back(
     settled = rss_mb(pid)
 
     assert settled <= halfway, f"RSS {before:.1f} -> {peak:.1f} -> {settled:.1f} MB"
+
+
+async def test_after_a_burst_a_worker_gives_its_heap_back_with_no_request_following(
+    server: ServerProcess, http: ClientSession
+) -> None:
+    [worker] = [pid for pid in descendants(server.proc.pid) if "forkserver" in cmdline(pid) and not children(pid)]
+    before = rss_mb(worker)
+    texts = [" ".join(f"word{i}x{j}" for j in range(6000)) for i in range(8)]  # about 0.5 M distinct-ish tokens
+
+    peak = before
+    for _ in range(3):
+        async with http.post(server.url + "/predictions", json={"texts": texts}) as answer:
+            assert answer.status == 200, await answer.text()
+        peak = max(peak, rss_mb(worker))
+    assert peak - before > 4, f"the burst must grow the worker for this test to mean anything: {before} -> {peak}"
+
+    halfway = before + (peak - before) / 2
+    for _ in range(50):  # no request from here on: the worker trims by itself 1 to 1.5 s after its last call
+        if rss_mb(worker) <= halfway:
+            break
+        await asyncio.sleep(0.1)
+    settled = rss_mb(worker)
+    assert settled <= halfway, f"worker RSS {before:.1f} -> {peak:.1f} -> {settled:.1f} MB"

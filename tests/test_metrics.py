@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from function.metrics import LATENCY_BUCKETS
 from function.settings import Settings
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from sklearn.pipeline import Pipeline
 
 import train
-from function import worker
-from tests.conftest import ROOT
+from function.model_info import INPUT, OUTPUTS
+from tests.helpers import ROOT
 
 MODEL_DIR = ROOT / "model"
 
@@ -85,8 +85,8 @@ def test_metadata_describes_the_committed_file(metadata: dict[str, Any]) -> None
     assert metadata["sha256"] == hashlib.sha256(blob).hexdigest()
     assert metadata["size_bytes"] == len(blob) < 5 * 1024 * 1024
     assert metadata["labels"] == sorted(train.LABELS)
-    assert metadata["input"]["name"] == worker.INPUT
-    assert [o["name"] for o in metadata["outputs"].values()] == worker.OUTPUTS
+    assert metadata["input"]["name"] == INPUT
+    assert [o["name"] for o in metadata["outputs"].values()] == list(OUTPUTS)
     data_sha = hashlib.sha256((ROOT / "data/train.jsonl.gz").read_bytes()).hexdigest()
     assert metadata["training_data"]["sha256"] == data_sha
     for key in ("name", "version", "created", "libraries", "metrics"):
@@ -165,8 +165,8 @@ def test_edge_texts_one_at_a_time_match_the_batch(session) -> None:  # type: ign
 def test_model_loads_and_predicts_under_the_c_locale() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LC_") and k != "LANG"} | {"LC_ALL": "C"}
     code = (
-        "from function import worker; s = worker.load_session('model/model.onnx');"
-        "print(worker.predict(['the goalie stopped the puck', 'Ünïcödé café'], s).labels)"
+        "from function.inference.session import load_session, predict; s = load_session('model/model.onnx');"
+        "print(predict(s, ['the goalie stopped the puck', 'Ünïcödé café'])[0])"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

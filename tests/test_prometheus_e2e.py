@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 
-from tests.conftest import ROOT, ServerProcess, free_port
+from tests.helpers import ROOT, ServerProcess, free_port
 
 DASHBOARD = ROOT / "knative/grafana-dashboard.json"
 pytestmark = pytest.mark.skipif(

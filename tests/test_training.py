@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import train
-from function import worker
-from tests.conftest import ROOT
+from function.inference.session import load_session
+from tests.helpers import ROOT
 
 WORDS = {
     "space": "orbit shuttle nasa launch moon rocket satellite",
@@ -107,7 +107,7 @@ def test_training_run_writes_a_consistent_model_folder(tmp_path: Path) -> None:
     ]
     meta = json.loads((out / "model.json").read_text())
     assert meta["labels"] == sorted(WORDS)
-    session = worker.load_session((out / "model.onnx").read_bytes())
+    session = load_session((out / "model.onnx").read_bytes())
     labels, probs = train.onnx_predict(session, ["the goalie and the puck", "pgp cipher key"])
     assert labels == ["hockey", "cryptography"]
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)

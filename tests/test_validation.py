@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from function import schemas
+from function.api import schemas
+from function.api.validation import flag, prediction_text, prediction_texts
 from function.errors import InvalidInput
-from function.validation import flag, prediction_text, prediction_texts
 
 BODIES: list[Any] = [
     {"text": "orbit"},

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import train
-from function import worker
-from tests.conftest import ROOT
+from function.inference import session as onnx_session
+from function.inference import worker
+from tests.helpers import ROOT
 from tests.test_model_artifacts import EDGE_TEXTS
 
 
@@ -22,26 +23,26 @@ def test_length_runs_cover_every_text_once_shortest_first_within_the_budget(seed
     rng = random.Random(seed)
     lengths = [int(rng.lognormvariate(7, 1.2)) for _ in range(rng.randint(1, 64))] + [0] * rng.randint(0, 3)
 
-    runs = worker.length_runs(lengths)
+    runs = onnx_session.length_runs(lengths)
 
     order = [i for run in runs for i in run]
     assert sorted(order) == list(range(len(lengths)))
     assert [lengths[i] for i in order] == sorted(lengths)
     for run in runs:
         real = sum(lengths[i] for i in run)
-        assert len(run) == 1 or padded_size(lengths, run) <= worker.PADDING_BUDGET * real
+        assert len(run) == 1 or padded_size(lengths, run) <= onnx_session.PADDING_BUDGET * real
 
 
 def test_texts_of_one_length_stay_in_one_run() -> None:
-    assert worker.length_runs([500] * 32) == [list(range(32))]
-    assert worker.length_runs([0, 0, 0]) == [[0, 1, 2]]
-    assert worker.length_runs([]) == []
+    assert onnx_session.length_runs([500] * 32) == [list(range(32))]
+    assert onnx_session.length_runs([0, 0, 0]) == [[0, 1, 2]]
+    assert onnx_session.length_runs([]) == []
 
 
 def test_a_batch_of_mixed_lengths_answers_each_text_in_the_order_given(session) -> None:  # type: ignore[no-untyped-def]
     texts = train.load_dataset(ROOT / "data/test.jsonl.gz").texts[:40] + EDGE_TEXTS
     random.Random(7).shuffle(texts)
-    assert len(worker.length_runs([len(t) for t in texts])) > 1, "the batch must be split to test the split"
+    assert len(onnx_session.length_runs([len(t) for t in texts])) > 1, "the batch must be split to test the split"
 
     result = worker.predict(texts, session)
 

@@ -7,33 +7,17 @@ clients) start their own. Every test here is marked ``e2e`` (``make e2e``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.e2e.helpers import http, scrape, total
-
-#: The shared server's settings: the defaults, but two workers (this machine's CPUs) and a short
-#: body timeout, so that a stalled body shows its 408 in seconds, not the default 30.
-LIVE_ENV = {"WORKERS": "2", "BODY_TIMEOUT_SECONDS": "2", "LOG_FORMAT": "text"}
-BODY_TIMEOUT = 2.0
-START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
+from tests.e2e.helpers import LIVE_ENV, http, scrape, start_server, total
+from tests.helpers import ServerProcess
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end tests against real server processes (make e2e)")
-
-
-def start_server(env: dict[str, str]) -> ServerProcess:
-    server = ServerProcess(env=env)
-    try:
-        server.wait_ready(START_TIMEOUT)
-    except BaseException:
-        print(server.stop())
-        raise
-    return server
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +35,22 @@ def live() -> Iterator[ServerProcess]:
     unhandled = [line for line in output.splitlines() if "unhandled error" in line]
     assert server_errors == 0, f"the live server answered {server_errors} requests with 500: {unhandled}"
     assert restarts == 0, f"the live server lost {restarts} workers"
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers of the test's own (``start_server``'s arguments); all are stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str], **options: Any) -> ServerProcess:
+        server = start_server(env, **options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if not server.log.closed:  # a test may have stopped it already
+            server.stop()
 
 
 @pytest.fixture(scope="session")

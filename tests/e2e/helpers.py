@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import time
@@ -15,8 +16,29 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import ServerProcess, descendants, parent_pids
+
+START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
+#: The shared server's settings: the defaults, but two workers (this machine's CPUs) and a short
+#: body timeout, so that a stalled body shows its 408 in seconds, not the default 30.
+LIVE_ENV = {"WORKERS": "2", "BODY_TIMEOUT_SECONDS": "2", "LOG_FORMAT": "text"}
+BODY_TIMEOUT = 2.0
+
+
+def start_server(env: dict[str, str], **options: Any) -> ServerProcess:
+    """A server process, ready (``options`` as for ``ServerProcess``); its output is printed if it is not."""
+    server = ServerProcess(env=env, **options)
+    try:
+        server.wait_ready(START_TIMEOUT)
+    except BaseException:
+        print(server.stop())
+        raise
+    return server
+
 
 # ---- plain HTTP with the standard library (for sync tests and checks between steps) ---------------
 
@@ -40,6 +62,14 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
     except urllib.error.HTTPError as error:
         with error:
             return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def is_ready(url: str) -> bool:
+    """/readyz answers 200 (a refused or reset connection counts as not ready)."""
+    try:
+        return http("GET", url + "/readyz").status == 200
+    except OSError:
+        return False
 
 
 def predict(url: str, text: str) -> Answer:
@@ -71,21 +101,50 @@ def total(samples: Samples, name: str, /, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
+# ---- requests from an aiohttp client, each outcome recorded ------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class Outcome:
+    sent: object
+    started: float  # time.monotonic() when the request was sent
+    status: int = 0  # 0: no HTTP answer (see error)
+    seconds: float = 0.0
+    body: Any = None  # the JSON answer
+    retry_after: str | None = None
+    error: str = ""
+
+
+async def send(http: aiohttp.ClientSession, url: str, payload: object) -> Outcome:
+    """POST ``payload`` as JSON; every way it can end is recorded, never raised."""
+    outcome = Outcome(payload, time.monotonic())
+    try:
+        async with http.post(url, data=io.BytesIO(json.dumps(payload).encode()), headers=JSON) as response:
+            outcome.status = response.status
+            outcome.retry_after = response.headers.get("Retry-After")
+            outcome.body = await response.json()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        outcome.error = f"{type(error).__name__}: {error}"
+    outcome.seconds = time.monotonic() - outcome.started
+    return outcome
+
+
 # ---- the server's processes (/proc) -----------------------------------------------------------------
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every process visible in /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            # NOTE: the command name (field 2) is in parentheses and may hold spaces.
-            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
-    return parents
+def process_state(pid: int) -> str:
+    """R (running), S (sleeping), T (stopped), Z (zombie)... from /proc/<pid>/stat; "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting to be reaped counts as gone)."""
+    return process_state(pid) in ("", "Z")
 
 
 def cmdline(pid: int) -> str:
@@ -96,18 +155,7 @@ def cmdline(pid: int) -> str:
 
 
 def children(pid: int) -> list[int]:
-    return sorted(child for child, parent in _parents().items() if parent == pid)
-
-
-def descendants(pid: int) -> list[int]:
-    parents = _parents()
-    found, frontier = [], [pid]
-    while frontier:
-        current = frontier.pop()
-        kids = [child for child, parent in parents.items() if parent == current]
-        found += kids
-        frontier += kids
-    return sorted(found)
+    return sorted(child for child, parent in parent_pids().items() if parent == pid)
 
 
 def worker_pids(server_pid: int) -> list[int]:
@@ -345,3 +393,65 @@ def check_shape(document: dict[str, Any], method: str, path: str, status: int, c
         jsonschema.validate(value, {**schema, "definitions": document["definitions"]})
     if status >= 400:
         assert set(value) == {"error", "detail"}, value
+
+
+# ---- a memory cgroup of the test's own (cgroup v1 or v2, as root) -----------------------------------
+
+
+class MemoryCgroup:
+    """A memory cgroup with a limit, for a server started with ``preexec_fn=cgroup.join``.
+
+    ``available()`` says why not when this machine cannot make one (not root, no memory controller).
+    """
+
+    V1 = Path("/sys/fs/cgroup/memory")
+    V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        name = f"textclf-test-{os.getpid()}-{time.monotonic_ns()}"
+        self.v2 = not self.V1.is_dir()
+        self.path = (self.V2 if self.v2 else self.V1) / name
+        self.path.mkdir()
+        if self.v2:
+            (self.path / "memory.max").write_text(str(limit))
+            (self.path / "memory.swap.max").write_text("0")
+        else:
+            (self.path / "memory.limit_in_bytes").write_text(str(limit))
+            memsw = self.path / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                memsw.write_text(str(limit))
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why a memory cgroup cannot be made here, or None."""
+        if os.geteuid() != 0:
+            return "needs root to make a memory cgroup"
+        if cls.V1.is_dir() and os.access(cls.V1, os.W_OK):
+            return None
+        if "memory" in (cls.V2 / "cgroup.controllers").read_text(errors="ignore").split():
+            return None
+        return "no writable memory cgroup controller (v1 or v2) on this machine"
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (a ``preexec_fn``: runs in the child)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def oom_kills(self) -> int:
+        """Processes the kernel's OOM killer has killed in the cgroup so far."""
+        text = (self.path / ("memory.events" if self.v2 else "memory.oom_control")).read_text()
+        return sum(int(line.split()[1]) for line in text.splitlines() if line.split()[0] == "oom_kill")
+
+    def peak(self) -> int:
+        """The most memory the cgroup has used (page cache included), in bytes."""
+        name = "memory.peak" if self.v2 else "memory.max_usage_in_bytes"
+        path = self.path / name
+        return int(path.read_text()) if path.exists() else 0
+
+    def remove(self) -> None:
+        """Remove the cgroup once its processes are gone (waits up to 10 s for them)."""
+        deadline = time.monotonic() + 10
+        while (self.path / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from tests.conftest import ROOT, ServerProcess
 from tests.e2e.helpers import check_shape
+from tests.helpers import ROOT, ServerProcess
 
 pytestmark = [
     pytest.mark.e2e,

@@ -6,37 +6,34 @@ The load comes from an aiohttp client on loopback, bounded in requests and in ti
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import os
 import signal
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.e2e.conftest import start_server
 from tests.e2e.helpers import (
+    Outcome,
     descendants,
+    gone,
     pid_alive,
+    process_state,
     sample,
     scrape,
+    send,
     total,
     tree_rss_bytes,
     wait_for,
     worker_pids,
 )
+from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
-JSON = {"Content-Type": "application/json"}
 TEXTS = {
     "The goalie stopped the puck in overtime": "hockey",
     "NASA launched the shuttle into orbit": "space",
@@ -47,59 +44,6 @@ TEXTS = {
 BATCH = [text + " " + text.lower() * 30 for text in TEXTS] * 4
 BATCH_LABELS = list(TEXTS.values()) * 4
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=15)
-
-
-@dataclass
-class Outcome:
-    sent: object
-    started: float  # time.monotonic() when the request was sent
-    status: int = 0  # 0: no HTTP answer (see error)
-    seconds: float = 0.0
-    body: Any = None  # the JSON answer
-    retry_after: str | None = None
-    error: str = ""
-
-
-async def send(http: aiohttp.ClientSession, url: str, payload: object) -> Outcome:
-    outcome = Outcome(payload, time.monotonic())
-    try:
-        async with http.post(url, data=io.BytesIO(json.dumps(payload).encode()), headers=JSON) as response:
-            outcome.status = response.status
-            outcome.retry_after = response.headers.get("Retry-After")
-            outcome.body = await response.json()
-    except (aiohttp.ClientError, TimeoutError) as error:
-        outcome.error = f"{type(error).__name__}: {error}"
-    outcome.seconds = time.monotonic() - outcome.started
-    return outcome
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting to be reaped counts as gone)."""
-    return process_state(pid) in ("", "Z")
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[[dict[str, str]], ServerProcess]]:
-    """Start servers of the test's own; all are stopped at the end, whatever happens."""
-    started: list[ServerProcess] = []
-
-    def start(env: dict[str, str]) -> ServerProcess:
-        server = start_server(env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if not server.log.closed:  # a test may have stopped it already
-            server.stop()
-
-
-def process_state(pid: int) -> str:
-    """R (running), S (sleeping), ... from /proc/<pid>/stat; "" when the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return ""
 
 
 # ---- a worker killed under load ------------------------------------------------------------------------

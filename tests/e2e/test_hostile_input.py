@@ -19,9 +19,19 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.e2e.conftest import BODY_TIMEOUT, start_server
-from tests.e2e.helpers import Exchange, exchange, http, predict, request, sample, scrape, worker_pids
+from tests.e2e.helpers import (
+    BODY_TIMEOUT,
+    Exchange,
+    exchange,
+    http,
+    predict,
+    request,
+    sample,
+    scrape,
+    start_server,
+    worker_pids,
+)
+from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, ServerProcess
+from tests.helpers import ROOT, ServerProcess
 
 pytestmark = pytest.mark.e2e
 

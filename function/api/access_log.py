@@ -1,0 +1,74 @@
+"""What the HTTP transport logs: one line per request (health probes left out), one per bad request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from function.api.routes import HEALTH_PATHS
+from function.logs import stderr_lines
+
+ACCESS_LOGGER = "function.access"
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request with method, path, status, duration and request id; probes skipped.
+
+    The line goes straight to the root's ``StderrLines`` handler when it has one, formatted by
+    the same formatter as every other line: without the logging machinery (a LogRecord, the
+    logger tree, filters) a line costs 5 µs instead of 17.
+    """
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._lines = stderr_lines()
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        self.write(request, response.status, elapsed, response.headers.get("X-Request-ID"))
+
+    def write(self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None) -> None:
+        """One access line; also used for requests that end without a response (499)."""
+        if request.path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
+            return
+        method, path = request.method, request.path
+        fields = {
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "request_id": request_id,
+            "remote": request.remote,
+        }
+        message = f"{method} {path} {status}"
+        if self._lines is None:  # logging was set up elsewhere (an embedding app, a test harness)
+            self.logger.info("%s", message, extra={"fields": fields})
+        else:
+            formatter = self._lines.line_formatter
+            self._lines.write_line(formatter.line(time.time(), "INFO", self.logger.name, message, fields))
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every unparseable request at ERROR with a traceback; one INFO line will do.
+
+    Such requests are the client's fault (aiohttp already answered 400); a traceback each would
+    let any client multiply the log volume and page whoever watches the errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "malformed request answered %s: %s", (error.code, error.message)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def install_transport_logging() -> None:
+    """Quiet aiohttp's per-request errors into single lines (once per process)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server.filters):
+        server.addFilter(MalformedRequestFilter())

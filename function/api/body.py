@@ -1,0 +1,114 @@
+"""Reading a request body within its limits, answering from the headers alone wherever they suffice.
+
+In order: the media type (415), the declared length (413), the service stopping (503) and the
+budget of body bytes in memory (503 + ``Retry-After``) are decided before a byte of the body is
+read, and before ``100 Continue`` invites it; then the body must arrive within
+``BODY_TIMEOUT_SECONDS`` (408). Answers given without reading the body close the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from function.errors import (
+    ClientDisconnected,
+    ExpectationFailed,
+    InvalidInput,
+    ModelUnavailable,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
+from function.jsonio import JSON_CONTENT_TYPE, JSONDecodeError, loads
+from function.state import BODIES, LIFECYCLE, SETTINGS, Lifecycle
+
+
+class BodyBudget:
+    """Request-body bytes held in memory at once: being read, or waiting for their answer."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, size: int) -> bool:
+        """Take ``size`` bytes of the budget; False (and nothing taken) if they are not there."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
+async def defer_continue(request: web.Request) -> None:
+    """The routes' ``Expect`` handler: send nothing yet; ``json_body`` decides after its checks."""
+
+
+@contextlib.asynccontextmanager
+async def json_body(request: web.Request) -> AsyncIterator[Any]:
+    """The body decoded as JSON, its bytes counted against the budget until the block ends."""
+    settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
+    expect = request.headers.get("Expect")
+    unread = expect is not None or not request.content.is_eof()
+    if request.content_type != JSON_CONTENT_TYPE:
+        raise UnsupportedMediaType(
+            f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}", close=unread
+        )
+    if expect is not None and (expect.lower() != "100-continue" or request.version != HttpVersion11):
+        raise ExpectationFailed(f"only 'Expect: 100-continue' is understood, not {expect!r}", close=True)
+    declared = request.content_length
+    if declared is not None and declared > settings.max_body_bytes:
+        raise PayloadTooLarge(f"the body exceeds the size limit (MAX_BODY_BYTES={settings.max_body_bytes})", close=True)
+    if lifecycle.draining and unread:
+        raise ModelUnavailable("the service is stopping; send the request again", close=True)
+    size = settings.max_body_bytes if declared is None else declared
+    if not budget.hold(size):
+        raise Overloaded("too many request bytes are in memory; retry shortly", close=unread)
+    try:
+        if expect is not None:
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the 100 is not part of the answer's size
+        body = await _read(request, settings.body_timeout_seconds, lifecycle)
+        try:
+            decoded = loads(body)
+        except JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
+        del body
+        yield decoded
+    finally:
+        budget.release(size)
+
+
+async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> bytes:
+    """The whole body; 408 if it takes longer than ``within``, 503 if the service starts stopping meanwhile."""
+    if request.content.is_eof():  # already buffered: nothing to wait for
+        return await request.read()
+    task = asyncio.current_task()
+    assert task is not None
+    lifecycle.uploads.add(task)
+    try:
+        async with asyncio.timeout(within):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge("the body exceeds the size limit (MAX_BODY_BYTES)") from None
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {within:g} s") from None
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
+        raise InvalidInput(f"the body could not be decoded: {exc}", reason="invalid_json") from None
+    except ConnectionResetError:
+        raise ClientDisconnected("the client closed the connection before sending its body") from None
+    except asyncio.CancelledError:
+        if task not in lifecycle.cut_uploads:
+            raise
+        task.uncancel()
+        raise ModelUnavailable("the service is stopping; send the request again", close=True) from None
+    finally:
+        lifecycle.uploads.discard(task)

@@ -1,0 +1,137 @@
+"""HTTP handlers: parse, call the classifier, encode. Errors are raised, never caught here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp_apispec import docs, request_schema, response_schema
+
+from function.api import schemas
+from function.api.body import json_body
+from function.api.responses import json_response
+from function.api.validation import flag, prediction_text, prediction_texts
+from function.errors import ModelUnavailable
+from function.inference.classifier import Prediction
+from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, SETTINGS
+
+_SCORES = {
+    "in": "query",
+    "name": "scores",
+    "type": "boolean",
+    "required": False,
+    # NOTE: the service reads an empty value (`?scores=`) as false; Swagger 2.0 needs saying so.
+    "allowEmptyValue": True,
+    "description": "Also return each label's probability (an empty value means false)",
+}
+_ERRORS = {
+    "405": "Validation exception: the body is not JSON, not an object, or a text is missing, "
+    "not a string, empty or only whitespace",
+    "408": "The body did not arrive within BODY_TIMEOUT_SECONDS",
+    "413": "The body is (or is declared) larger than MAX_BODY_BYTES",
+    "415": "The Content-Type is not application/json",
+    "417": "An Expect header other than 100-continue",
+    "503": "Overloaded (too many texts queued or request bytes in memory: retry after the Retry-After "
+    "header's seconds), not ready, or stopping",
+    "500": "Unexpected error (logged with the request id; no details are returned)",
+}
+
+
+def _errors(func: Handler) -> Handler:
+    for code, text in _ERRORS.items():
+        func = response_schema(schemas.ErrorSchema, int(code), description=text)(func)
+    return func
+
+
+def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
+    return {label: float(p) for label, p in zip(labels, prediction.probabilities, strict=True)}
+
+
+@docs(
+    tags=["prediction"],
+    summary="Classify one text",
+    operationId="prediction",
+    consumes=["application/json"],
+    parameters=[_SCORES],
+)
+@request_schema(schemas.ApiRequestSchema, required=True)
+@response_schema(schemas.ApiResponseSchema, 200, description="Successful prediction")
+@_errors
+async def prediction(request: web.Request) -> web.Response:
+    classifier = request.app[CLASSIFIER]
+    async with json_body(request) as body:
+        text, with_scores = prediction_text(body), flag(request.query, "scores")
+        [result] = await classifier.predict([text])
+    answer: dict[str, object] = {"label": result.label}
+    if with_scores:
+        answer["scores"] = _scores(classifier.labels, result)
+    return json_response(answer)
+
+
+@docs(
+    tags=["prediction"],
+    summary="Classify a batch of texts, answered in order",
+    operationId="predictions",
+    consumes=["application/json"],
+    parameters=[_SCORES],
+)
+@request_schema(schemas.BatchRequestSchema, required=True)
+@response_schema(schemas.BatchResponseSchema, 200, description="One label per text, in order")
+@_errors
+async def predictions(request: web.Request) -> web.Response:
+    classifier = request.app[CLASSIFIER]
+    async with json_body(request) as body:
+        texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
+        with_scores = flag(request.query, "scores")
+        results = await classifier.predict(texts)
+    answer: dict[str, object] = {"labels": [r.label for r in results]}
+    if with_scores:
+        answer["scores"] = [_scores(classifier.labels, r) for r in results]
+    return json_response(answer)
+
+
+@docs(tags=["model"], summary="Metadata of the served model (model/model.json)", operationId="model")
+@response_schema(schemas.ModelSchema, 200, description="Name, version, labels, SHA-256, metrics")
+async def model(request: web.Request) -> web.Response:
+    return json_response(request.app[MODEL_INFO])
+
+
+@docs(
+    tags=["operations"],
+    summary="Liveness: the event loop answers and the inference workers can be started",
+    operationId="healthz",
+)
+@response_schema(schemas.StatusSchema, 200, description="Alive")
+@response_schema(schemas.ErrorSchema, 503, description="Inference workers keep failing to start: restart the process")
+async def healthz(request: web.Request) -> web.Response:
+    if not request.app[CLASSIFIER].alive:
+        raise ModelUnavailable("the inference workers keep failing to start")
+    return json_response({"status": "ok"})
+
+
+@docs(tags=["operations"], summary="Readiness: model loaded, every worker alive and warm", operationId="readyz")
+@response_schema(schemas.StatusSchema, 200, description="Ready for traffic")
+@response_schema(schemas.ErrorSchema, 503, description="Starting, restarting a worker, or shutting down")
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[LIFECYCLE].draining:
+        raise ModelUnavailable("shutting down")
+    if not request.app[CLASSIFIER].ready:
+        raise ModelUnavailable("the model or an inference worker is not ready")
+    return json_response({"status": "ready"})
+
+
+@docs(
+    tags=["operations"],
+    summary="Prometheus metrics",
+    operationId="metrics",
+    produces=["text/plain"],
+    responses={"200": {"description": "Prometheus text exposition format"}},
+)
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")

@@ -1,0 +1,38 @@
+"""What crosses the process boundary: a worker's start-up, its answer for one call, and its decoding.
+
+Small and plain to keep the IPC cheap: labels as strings, probabilities as float32 bytes. The
+worker builds a ``BatchResult``; the batcher only ever sees the ``Prediction`` objects ``decode``
+makes of it.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import NamedTuple
+
+from function.inference.classifier import Prediction
+
+
+class WorkerConfig(NamedTuple):
+    """What a worker is started with."""
+
+    model: bytes  # the ONNX file's bytes, checked against model.json once, in the server
+    log_format: str
+    log_level: str
+
+
+class BatchResult(NamedTuple):
+    """A worker's answer for one onnxruntime call."""
+
+    labels: list[str]
+    probabilities: bytes  # float32, row-major (texts x labels)
+    started: float  # time.monotonic() when inference began (a system-wide clock on Linux)
+    seconds: float  # time spent inside onnxruntime
+
+
+def decode(result: BatchResult, n_labels: int) -> list[Prediction]:
+    """One prediction per text of the call, in the order the texts were sent."""
+    probabilities = array("f", result.probabilities)
+    return [
+        Prediction(label, probabilities[i * n_labels : (i + 1) * n_labels]) for i, label in enumerate(result.labels)
+    ]

@@ -1,0 +1,129 @@
+"""The worker's side of the process boundary: the functions an inference process runs.
+
+They are handed to the executor by reference (``pool`` calls ``worker.predict``), so a reader and
+mypy can follow every call into a worker.
+NOTE: the server imports this module for those references, so it imports nothing heavy at the top:
+onnxruntime and numpy come in through ``function.inference.session``, imported inside the
+functions that run in a worker, where the forkserver has preloaded it and the import is free.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from function.heap import QUIET_SECONDS, IdleTrim
+from function.inference.messages import BatchResult, WorkerConfig
+from function.logs import configure_logging
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
+_PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger(__name__)
+
+
+class _Worker:
+    """This process's session and what its heap trimmer watches."""
+
+    session: InferenceSession | None = None
+    batches = 0  # calls to predict() so far
+    busy = False
+
+
+_state = _Worker()
+
+
+def init(config: WorkerConfig, server: int) -> None:
+    """Executor initializer, once per process before any task: load the model and warm it up.
+
+    The process ends with the server (pid ``server``) and with its parent, the forkserver,
+    however they end: no worker outlives the service.
+    """
+    from function.inference import session as onnx_session
+
+    # NOTE: Ctrl-C reaches the whole process group; the server decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    threading.Thread(target=_exit_with, args=(server,), name="server-watch", daemon=True).start()
+    configure_logging(config.log_format, config.log_level)
+    _state.session = onnx_session.load_session(config.model)
+    predict([WARM_UP_TEXT])
+    threading.Thread(target=_trim_when_idle, name="heap-trim", daemon=True).start()
+
+
+def predict(texts: list[str], session: InferenceSession | None = None) -> BatchResult:
+    """Classify ``texts``; ``session`` defaults to this worker's (tests pass their own)."""
+    from function.inference import session as onnx_session
+
+    session = session or _state.session
+    if session is None:
+        raise RuntimeError("worker not initialised: call init() first")
+    _state.batches += 1
+    _state.busy = True
+    try:
+        started = time.monotonic()
+        labels, probabilities = onnx_session.predict(session, texts)
+        return BatchResult(labels, probabilities.tobytes(), started, time.monotonic() - started)
+    finally:
+        _state.busy = False
+
+
+def probe() -> int:
+    """This worker's process id. Its answer proves the process is alive and not stuck."""
+    return os.getpid()
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent, the forkserver, exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: rely on the executor's pipes alone
+        return
+    if os.getppid() == 1:  # the parent was gone before the request was made
+        os._exit(1)
+
+
+def _exit_with(pid: int) -> None:
+    """End this process as soon as process ``pid`` (the server) has ended, SIGKILL included.
+
+    NOTE: the forkserver cannot do this for its workers: each holds a copy of the pipe it watches.
+    """
+    try:
+        watched = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except OSError:  # no pidfd (Linux before 5.3): look every second
+        while _alive(pid):
+            time.sleep(1.0)
+        os._exit(1)
+    select.select([watched], [], [])  # readable once the process has exited
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _trim_when_idle() -> None:
+    """Give the heap a burst grew back to the OS once the burst is over (never during a call)."""
+    idle = IdleTrim()
+    while True:
+        time.sleep(QUIET_SECONDS / 2)
+        if not _state.busy:
+            idle.observe(_state.batches)

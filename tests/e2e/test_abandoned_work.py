@@ -1,0 +1,55 @@
+"""Abandoned work: a client that sends a batch and leaves takes its queued texts with it, counted
+as 499 in the metrics and the access log, and the next client does not wait behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+
+from tests.e2e.helpers import request, scrape, send, total
+from tests.helpers import ServerProcess, split_texts
+
+pytestmark = pytest.mark.e2e
+
+#: 256 test texts (about 0.5 MB): a few hundred milliseconds of one worker's time.
+BATCH = json.dumps({"texts": split_texts()[:256]}).encode()
+
+
+def send_and_leave(port: int) -> None:
+    """Send a whole batch request, then close the connection before any answer."""
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(request("POST", "/predictions", BATCH))
+
+
+async def test_clients_that_leave_cancel_their_queued_texts_and_are_counted_as_499(
+    servers: Callable[..., ServerProcess],
+) -> None:
+    server = servers({"WORKERS": "2", "LOG_FORMAT": "text"})
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        for _ in range(30):
+            await asyncio.to_thread(send_and_leave, server.port)
+        await asyncio.sleep(0.3)  # their handlers notice the closed connections
+        started = time.monotonic()
+        answer = await send(http, server.url + "/prediction", {"text": "NASA launched the shuttle into orbit"})
+        waited = time.monotonic() - started
+    await asyncio.sleep(0.5)
+    samples = scrape(server.url)
+    abandoned = total(samples, "textclf_http_requests_total", code="499")
+    answered = total(samples, "textclf_http_requests_total", route="/predictions", code="200")
+    output = server.stop()
+    logged = [line for line in output.splitlines() if "POST /predictions 499" in line]
+    print(
+        f"30 batches abandoned: {abandoned:.0f} counted 499, {answered:.0f} answered anyway; next waited {waited:.2f} s"
+    )
+    assert answer.status == 200
+    assert waited < 0.5, "the next request waited behind abandoned work"
+    assert abandoned + answered <= 30  # a connection closed before its request was parsed reaches no handler
+    assert abandoned >= 25, "most abandoned batches were still computed"
+    assert len(logged) == abandoned
+    assert total(samples, "textclf_rejected_requests_total", reason="client_closed_request") == abandoned

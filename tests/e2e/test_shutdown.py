@@ -1,0 +1,139 @@
+"""Shutdown as a cluster does it: SIGTERM while bodies still arrive, with a hung worker, signals
+repeated or mixed (what process managers send on Ctrl-C), and a SIGTERM before the service is up.
+Every request in flight gets an answer, the exit code is 0, nothing is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import aiohttp
+import pytest
+
+from tests.e2e.helpers import Outcome, exchange, gone, request, send, wait_for, worker_pids
+from tests.helpers import ServerProcess, descendants
+
+pytestmark = pytest.mark.e2e
+
+#: 256 texts that keep the two workers busy for a few hundred milliseconds.
+SLOW_BATCH = {"texts": [f"the goalie {i} stopped puck {i * 7} in overtime " * 150 for i in range(256)]}
+
+
+async def test_sigterm_answers_uploads_in_progress_at_once_and_finishes_what_is_complete(
+    servers: Callable[..., ServerProcess],
+) -> None:
+    grace = 15.0
+    server = servers({"WORKERS": "2", "SHUTDOWN_GRACE_SECONDS": str(grace), "MAX_BODY_BYTES": str(8 * 2**20)})
+    body = json.dumps({"text": "NASA launched the shuttle into orbit"}).encode()
+    head = request("POST", "/prediction", b"", {"Content-Length": str(len(body))})
+    uploads = [asyncio.create_task(exchange(server.url, [head, body[:10]], give_up_after=20)) for _ in range(5)]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+        complete = [asyncio.create_task(send(http, server.url + "/predictions", SLOW_BATCH)) for _ in range(3)]
+        await asyncio.sleep(0.3)  # every upload has sent its head and part of its body
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        cut = await asyncio.gather(*uploads)
+        answered = await asyncio.gather(*complete)
+    code = await asyncio.to_thread(server.proc.wait, grace + 5)
+    exited_in = time.monotonic() - signalled
+    output = server.stop()
+    print(
+        f"SIGTERM: uploads {[r.statuses for r in cut]} in {max(r.seconds for r in cut):.2f} s, "
+        f"complete {[o.status for o in answered]}; exit {code} after {exited_in:.2f} s"
+    )
+    assert [r.statuses for r in cut] == [[503]] * 5
+    assert all(r.responses[0].header("Connection") == "close" for r in cut)
+    assert all(r.responses[0].json()["error"] == "model_unavailable" for r in cut)
+    assert max(r.seconds for r in cut) < 1.5, "the uploads waited for the grace"
+    assert [o.status for o in answered] == [200] * 3
+    assert code == 0, output[-2000:]
+    assert exited_in < 5, "shutdown waited for uploads that would never finish"
+
+
+async def test_shutdown_with_a_hung_worker_ends_within_the_grace(servers: Callable[..., ServerProcess]) -> None:
+    grace = 3.0
+    server = servers(
+        {
+            "WORKERS": "2",
+            "SHUTDOWN_GRACE_SECONDS": str(grace),
+            "INFERENCE_TIMEOUT_SECONDS": "60",
+            "MAX_BODY_BYTES": str(8 * 2**20),
+        }
+    )
+    family = descendants(server.proc.pid)
+    victim = worker_pids(server.proc.pid)[0]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        os.kill(victim, signal.SIGSTOP)
+        held = [asyncio.create_task(send(http, server.url + "/predictions", SLOW_BATCH)) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        outcomes = await asyncio.gather(*held)
+    code = await asyncio.to_thread(server.proc.wait, grace + 10)
+    exited_in = time.monotonic() - signalled
+    output = server.stop()
+    print(f"hung worker, SIGTERM: exit {code} after {exited_in:.2f} s; requests {[o.status for o in outcomes]}")
+    assert code == 0, output[-2000:]
+    assert exited_in < grace + 0.5
+    assert {o.status for o in outcomes} <= {200, 503}, outcomes
+    wait_for(lambda: all(gone(pid) for pid in family), within=5)
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [
+        (signal.SIGTERM, signal.SIGTERM),
+        (signal.SIGINT, signal.SIGTERM),
+        (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT),
+        (signal.SIGHUP,),
+        (signal.SIGQUIT,),
+    ],
+    ids=lambda signals: "-".join(signal.Signals(s).name for s in signals),
+)
+async def test_repeated_or_mixed_signals_lose_no_answer_and_exit_0(
+    servers: Callable[..., ServerProcess], signals: tuple[int, ...]
+) -> None:
+    server = servers({"WORKERS": "2", "SHUTDOWN_GRACE_SECONDS": "15", "MAX_BODY_BYTES": str(8 * 2**20)})
+    family = descendants(server.proc.pid)
+    outcomes: list[Outcome] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+        held = [asyncio.create_task(send(http, server.url + "/predictions", SLOW_BATCH)) for _ in range(6)]
+        await asyncio.sleep(0.3)
+        for signum in signals:
+            server.proc.send_signal(signum)
+            await asyncio.sleep(0.1)
+        outcomes = await asyncio.gather(*held)
+    code = await asyncio.to_thread(server.proc.wait, 20)
+    output = server.stop()
+    print(f"{[signal.Signals(s).name for s in signals]}: answers {[o.status for o in outcomes]}, exit {code}")
+    assert [o.status for o in outcomes] == [200] * 6, [o.error or o.body for o in outcomes]
+    assert code == 0, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    wait_for(lambda: all(gone(pid) for pid in family), within=5)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.0])
+def test_a_sigterm_before_the_service_is_up_stops_it_at_once(delay: float) -> None:
+    """Exit 0, or (in the first instants, before Python runs the service's first line) the
+    signal's own end, which a shell or a container reports as 143."""
+    server = ServerProcess(env={"WORKERS": "2"})
+    time.sleep(delay)
+    family = descendants(server.proc.pid)
+    server.proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        code = server.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.monotonic() - started
+    output = server.stop()
+    print(f"SIGTERM {delay} s after start: exit {code} after {took:.2f} s")
+    assert code == 0 or (delay == 0 and code == -signal.SIGTERM), output
+    assert took < 5
+    assert "Traceback" not in output, output
+    wait_for(lambda: all(gone(pid) for pid in family + descendants(os.getpid()) if pid != os.getpid()), within=5)

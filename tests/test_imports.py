@@ -1,0 +1,46 @@
+"""What each side of the process boundary may import: the server no training or inference library."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def test_the_server_process_imports_no_training_or_inference_library() -> None:
+    """scikit-learn is for training only; onnxruntime and numpy live in the workers."""
+    code = (
+        "import sys, function.app, function.__main__\n"
+        "from function.app import create_app\nfrom function.settings import Settings\n"
+        "create_app(Settings())\n"
+        "banned = {'sklearn', 'skl2onnx', 'scipy', 'train', 'onnxruntime', 'numpy'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in banned or m == 'function.inference.session'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_worker_module_imports_only_what_inference_needs() -> None:
+    """What a forkserver preloads: the worker's side of the boundary, onnxruntime, and nothing of the server."""
+    code = (
+        "import sys, function.inference.session, function.inference.worker\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'function.'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(
+        [
+            "function.errors",
+            "function.heap",
+            "function.inference",
+            "function.inference.classifier",
+            "function.inference.messages",
+            "function.inference.session",
+            "function.inference.worker",
+            "function.jsonio",
+            "function.logs",
+            "function.model_info",
+        ]
+    )
