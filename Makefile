@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench bench-smoke soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -64,9 +64,13 @@ e2e: $(DEV)
 bench-model: $(DEV)
 	$(BIN)/python -m bench.model
 
-## bench-memory: resident memory idle, after ordinary requests and under 1 MB texts (bench/MEMORY.md, 1 min)
+## bench-memory: memory idle, after ordinary requests, under 1 MiB texts and stalled uploads (bench/MEMORY.md, 1 min)
 bench-memory: $(DEV)
 	$(BIN)/python -m bench.memory
+
+## bench-deadline: the longest onnxruntime call and the INFERENCE_TIMEOUT_SECONDS it justifies (bench/DEADLINE.md)
+bench-deadline: $(DEV)
+	$(BIN)/python -m bench.deadline
 
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)
@@ -76,6 +80,7 @@ bench: $(DEV)
 bench-smoke: $(DEV)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.memory --bursts 2 --quiet 1 --out bench/out/MEMORY.md
+	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)

@@ -1,2 +1,2 @@
 """Benchmarks of the model and the service: ``python -m bench.model``, ``python -m bench.run``,
-``python -m bench.validation_cost`` and ``python -m bench.compare``. See ``bench/RESULTS.md``."""
+``python -m bench.compare``. See ``bench/README.md``."""

@@ -4,7 +4,7 @@ Each variant is a fresh ``python -m function`` (WORKERS=2 unless the variant say
 with a few environment variables changed, driven by wrk exactly as ``bench.run`` drives it.
 Variants run in rounds (every variant once per round, in turn) and the table shows the median
 over rounds, so that drift on a shared machine falls on every variant alike; the "others CPU"
-column shows how much CPU strangers took meanwhile. Writes ``bench/COMPARE.md``.
+column shows how much CPU strangers took meanwhile. Writes ``bench/out/COMPARE.md`` (scratch).
 
     python -m bench.compare                                  # the built-in variants
     python -m bench.compare --variant "ACCESS_LOG=false EVENT_LOOP=asyncio" --connections 64 256
@@ -28,7 +28,7 @@ from pathlib import Path
 from bench import machine, servers
 from bench.cpu import CpuUse, measured
 from bench.data import write_single_bodies
-from bench.paths import BENCH, OUT, ROOT
+from bench.paths import OUT, ROOT
 from bench.steps import say
 from bench.tables import markdown_table, publish
 from bench.wrk import WrkResult, ensure_wrk, run_wrk
@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--wrk-threads", type=int, default=1, choices=(1, 2))
-    parser.add_argument("--out", type=Path, default=BENCH / "COMPARE.md")
+    parser.add_argument("--out", type=Path, default=OUT / "COMPARE.md")
     args = parser.parse_args(argv)
     ensure_wrk()
     bodies = write_single_bodies(OUT / "bodies-single.jsonl")

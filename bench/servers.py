@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -61,10 +61,17 @@ class Server:
             return ""
 
 
-def start(module: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: Path = ROOT) -> Server:
+def start(
+    module: tuple[str, ...],
+    env: Mapping[str, str],
+    log_path: Path,
+    cwd: Path = ROOT,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Server:
     """Start ``python -m module`` from ``cwd`` (whose code it runs) in its own session.
 
-    Its own session: Ctrl-C reaches only the benchmark, which stops it.
+    Its own session: Ctrl-C reaches only the benchmark, which stops it. ``preexec_fn`` runs in
+    the child first (to join a cgroup).
     """
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +85,7 @@ def start(module: tuple[str, ...], env: Mapping[str, str], log_path: Path, cwd: 
         stdout=log_file,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=preexec_fn,
     )
     return Server(proc, port, log_path, log_file, started)
 
@@ -162,10 +170,15 @@ def _alive(pid: int, born: str) -> bool:
 
 @contextlib.contextmanager
 def running(
-    module: tuple[str, ...], env: Mapping[str, str], log_path: Path, timeout: float = 60.0, cwd: Path = ROOT
+    module: tuple[str, ...],
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float = 60.0,
+    cwd: Path = ROOT,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Server]:
     """A ready server for the ``with`` block, stopped afterwards (also on errors and Ctrl-C)."""
-    server = start(module, env, log_path, cwd)
+    server = start(module, env, log_path, cwd, preexec_fn)
     try:
         wait_ready(server, timeout)
         yield server

@@ -42,7 +42,10 @@ class ServerProcess:
         file the test reads at the end); ``preexec_fn`` runs in the child before the server starts."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = os.environ | {"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": "1"} | (env or {})
+        # NOTE: without the variable that this test process set on importing onnxruntime: the
+        # service must turn its telemetry off by itself.
+        inherited = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        full_env = inherited | {"PORT": str(self.port), "HOST": "127.0.0.1", "WORKERS": "1"} | (env or {})
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
             command or [sys.executable, "-m", "function"],

@@ -42,7 +42,6 @@ from httpload import Answer, Connection, Cut, Load, Outcome, Refused, Upload, fe
 
 HERE = Path(__file__).resolve().parent
 EGRESS_WINDOW = 30.0  # seconds of start-up and load watched for DNS queries and connections
-READY_FALLBACK = 2.0  # knative/DEPLOY.md: "each turns ready about 2 s after its container starts"
 WORKER_CASES = ((1.0, 1), (0.5, 1), (1.5, 2), (2.0, 2))  # --cpus -> workers that WORKERS=0 must start
 MEMORY_CLIENTS = 48
 MEMORY_ROUNDS = 3
@@ -118,9 +117,9 @@ def documented_ready(root: Path) -> tuple[float, str]:
     deploy = root / "knative" / "DEPLOY.md"
     text = " ".join(deploy.read_text().split()) if deploy.exists() else ""
     match = re.search(r"turns ready about (\d+(?:\.\d+)?) s after its container starts", text)
-    if match:
-        return float(match.group(1)), "knative/DEPLOY.md"
-    return READY_FALLBACK, "fallback: the phrase is gone from knative/DEPLOY.md"
+    if match is None:
+        raise DockerError("knative/DEPLOY.md no longer says how soon a container is ready ('turns ready about N s')")
+    return float(match.group(1)), "knative/DEPLOY.md"
 
 
 def load_context(root: Path, image: str, base: str, docker_: Docker) -> Context:

@@ -17,8 +17,9 @@ from tests.helpers import ServerProcess, split_texts
 
 pytestmark = pytest.mark.e2e
 
-#: 256 test texts (about 0.5 MB): a few hundred milliseconds of one worker's time.
-BATCH = json.dumps({"texts": split_texts()[:256]}).encode()
+#: 256 texts of 8000 characters of test-set prose (2 MB): most of a second of a worker's time.
+_PROSE = " ".join(split_texts())
+BATCH = json.dumps({"texts": [_PROSE[i * 8000 : (i + 1) * 8000] for i in range(256)]}).encode()
 
 
 def send_and_leave(port: int) -> None:
@@ -30,7 +31,7 @@ def send_and_leave(port: int) -> None:
 async def test_clients_that_leave_cancel_their_queued_texts_and_are_counted_as_499(
     servers: Callable[..., ServerProcess],
 ) -> None:
-    server = servers({"WORKERS": "2", "LOG_FORMAT": "text"})
+    server = servers({"WORKERS": "2", "LOG_FORMAT": "text", "MAX_BODY_BYTES": str(4 * 2**20)})
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         for _ in range(30):
             await asyncio.to_thread(send_and_leave, server.port)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Callable
 
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import exchange, http, request, sample, scrape
+from tests.e2e.helpers import exchange, gone, http, is_ready, request, sample, scrape, wait_for, worker_pids
 from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -57,13 +59,9 @@ JSON = {"Content-Type": "application/json"}
 
 
 def test_every_stderr_line_is_json(servers: Callable[..., ServerProcess]) -> None:
-    """Start, requests good and bad, a worker replaced, a stop: nothing on stderr but JSON lines."""
-    import os
-    import signal
-
-    from tests.e2e.helpers import gone, is_ready, wait_for, worker_pids
-
-    server = servers({"LOG_FORMAT": "json", "WORKERS": "2"})
+    """Start, requests good and bad, a worker replaced, a stop: nothing on stderr but JSON lines,
+    with a $HOME nothing can be written to, as in the image (where a library would warn)."""
+    server = servers({"LOG_FORMAT": "json", "WORKERS": "2", "HOME": "/proc/no-home"})
     http("POST", server.url + "/prediction", b'{"text": "a pgp key"}', JSON)
     http("POST", server.url + "/prediction", b"{", JSON)
     http("GET", server.url + "/nowhere")
