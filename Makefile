@@ -54,7 +54,7 @@ $(NODE_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json
 	npm ci --prefix tests/e2e --no-audit --no-fund
 	touch $@
 
-## e2e: schemathesis, newman, curl, hostile input and faults against live servers (about 2 minutes)
+## e2e: schemathesis, newman, curl, hostile input and production faults against live servers (about 3 minutes)
 e2e: $(DEV)
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_TOOLS); \
 	else echo "npm not found: the newman test will be skipped"; fi

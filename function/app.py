@@ -12,7 +12,7 @@ from aiohttp import web
 
 from function.api.access_log import ACCESS_LOGGER, AccessLogger
 from function.api.body import BodyBudget, defer_continue
-from function.api.middleware import UNMATCHED, service_middleware
+from function.api.middleware import UNMATCHED, RequestIds, service_middleware
 from function.api.openapi import add_docs, committed_document
 from function.api.routes import ROUTES
 from function.heap import QUIET_SECONDS, IdleTrim
@@ -23,7 +23,18 @@ from function.inference.pool import InferencePool
 from function.metrics import Metrics
 from function.model_info import load_model_info, read_verified_model
 from function.settings import Settings
-from function.state import ACCESS_LOG, BODIES, CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, SETTINGS, Lifecycle
+from function.state import (
+    ACCESS_LOG,
+    BODIES,
+    CLASSIFIER,
+    LIFECYCLE,
+    METRICS,
+    MODEL_INFO,
+    OPENAPI,
+    REQUEST_IDS,
+    SETTINGS,
+    Lifecycle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +64,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[BODIES] = bodies = BodyBudget(budgets.body_bytes)
     metrics.body_bytes_held.set_function(lambda: bodies.held)
     metrics.body_budget.set(bodies.limit)
+    app[REQUEST_IDS] = RequestIds()
     app[ACCESS_LOG] = AccessLogger(logging.getLogger(ACCESS_LOGGER), "") if settings.access_log else None
     for method, path, handler in ROUTES:
         if method == "GET":

@@ -115,7 +115,8 @@ class StderrLines(logging.Handler):
         self._size = 0
         self._urgent = False
         self._writing = False
-        self._wake = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         threading.Thread(target=self._write_forever, name="log-writer", daemon=True).start()
 
     @property
@@ -135,7 +136,7 @@ class StderrLines(logging.Handler):
 
     def write_line(self, line: str, urgent: bool = False) -> None:
         """Queue one line for the writer; drop it (and count it) if the writer is stuck."""
-        with self._wake:
+        with self._lock:  # the condition's own lock: one Python frame fewer than `with self._wake`
             if self._size + len(line) > self.BUFFER_BYTES:
                 self.dropped += 1
                 return

@@ -14,6 +14,7 @@ from function.settings import Settings
 if TYPE_CHECKING:
     from function.api.access_log import AccessLogger
     from function.api.body import BodyBudget
+    from function.api.middleware import RequestIds
 
 
 class Lifecycle:
@@ -35,3 +36,4 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 OPENAPI = web.AppKey("openapi", bytes)
 BODIES: web.AppKey[BodyBudget] = web.AppKey("bodies")
 ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")

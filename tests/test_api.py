@@ -11,6 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from function.settings import Settings
+from function.state import BODIES, SETTINGS
 from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}
@@ -223,6 +224,8 @@ async def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     assert mine.headers["X-Request-ID"] == "abc-123"
     fresh = await post(client, "/prediction", {"text": "orbit"})
     assert len(fresh.headers["X-Request-ID"]) == 32
+    another = await post(client, "/prediction", {"text": "orbit"})
+    assert another.headers["X-Request-ID"] != fresh.headers["X-Request-ID"]
     error = await client.get("/nope", headers={"X-Request-ID": "err-1"})
     assert error.headers["X-Request-ID"] == "err-1"
     hostile = await client.get("/healthz", headers={"X-Request-ID": "a b;" * 100})
@@ -236,3 +239,18 @@ async def test_docs_page_serves_swagger_ui(client: TestClient) -> None:
     assert "/openapi.json" in html
     asset = await client.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200
+
+
+@pytest.mark.parametrize("settings", [Settings(workers=1, body_timeout_seconds=0.3)])
+async def test_every_body_gives_its_bytes_back_to_the_budget_whatever_its_answer(client: TestClient) -> None:
+    answers = [
+        await client.post("/prediction", data=b'{"text": "orbit"}', headers=JSON),
+        await client.post("/prediction", data=b"{not json", headers=JSON),
+        await client.post("/prediction", data=b'{"text": ""}', headers=JSON),
+        await client.post("/predictions", data=b'{"texts": "no"}', headers=JSON),
+        await client.post("/prediction", data=b'{"text": "orbit"}', headers={"Content-Type": "text/plain"}),
+    ]
+    assert [a.status for a in answers] == [200, 405, 405, 405, 415]
+    bodies = client.app[BODIES]
+    assert bodies.held == 0
+    assert bodies.limit >= client.app[SETTINGS].max_body_bytes

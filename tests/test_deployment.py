@@ -1,10 +1,10 @@
-"""The container image and the Knative Service, checked as far as a machine without Docker or a cluster allows.
+"""The container image and the Knative Service, checked from their files (``make container-test`` runs the image).
 
 Each test states one rule of the image (Dockerfile, .dockerignore, Procfile) or of the manifests
 (knative/, knative/kubernetes/) and holds it against what they deploy: function.settings,
-function.routes and requirements/. Numbers are read from the files, never repeated here, so the
-owner can change them (the concurrency placeholders come from bench/RESULTS.md) and the rules
-still apply. .ci/container-smoke.sh runs the image's contents for real.
+function.api.routes and requirements/. Numbers are read from the files, never repeated here, so
+the owner can change them (the concurrency numbers come from bench/RESULTS.md) and the rules
+still apply.
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ class AccessLogger(AbstractAccessLogger):
 
     def write(self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None) -> None:
         """One access line; also used for requests that end without a response (499)."""
-        if request.path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
-            return
         method, path = request.method, request.path
+        if path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
+            return
         fields = {
             "method": method,
             "path": path,

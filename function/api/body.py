@@ -9,8 +9,6 @@ read, and before ``100 Continue`` invites it; then the body must arrive within
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -52,39 +50,57 @@ async def defer_continue(request: web.Request) -> None:
     """The routes' ``Expect`` handler: send nothing yet; ``json_body`` decides after its checks."""
 
 
-@contextlib.asynccontextmanager
-async def json_body(request: web.Request) -> AsyncIterator[Any]:
-    """The body decoded as JSON, its bytes counted against the budget until the block ends."""
-    settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
-    expect = request.headers.get("Expect")
-    unread = expect is not None or not request.content.is_eof()
-    if request.content_type != JSON_CONTENT_TYPE:
-        raise UnsupportedMediaType(
-            f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}", close=unread
-        )
-    if expect is not None and (expect.lower() != "100-continue" or request.version != HttpVersion11):
-        raise ExpectationFailed(f"only 'Expect: 100-continue' is understood, not {expect!r}", close=True)
-    declared = request.content_length
-    if declared is not None and declared > settings.max_body_bytes:
-        raise PayloadTooLarge(f"the body exceeds the size limit (MAX_BODY_BYTES={settings.max_body_bytes})", close=True)
-    if lifecycle.draining and unread:
-        raise ModelUnavailable("the service is stopping; send the request again", close=True)
-    size = settings.max_body_bytes if declared is None else declared
-    if not budget.hold(size):
-        raise Overloaded("too many request bytes are in memory; retry shortly", close=unread)
-    try:
-        if expect is not None:
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the 100 is not part of the answer's size
-        body = await _read(request, settings.body_timeout_seconds, lifecycle)
+class json_body:  # noqa: N801 - used as a function: `async with json_body(request) as body`
+    """The body decoded as JSON, its bytes counted against the budget until the block ends.
+
+    NOTE: a class, not a generator under ``contextlib.asynccontextmanager``, which costs a few
+    microseconds more on every request.
+    """
+
+    __slots__ = ("_budget", "_request", "_size")
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self._budget: BodyBudget | None = None
+        self._size = 0
+
+    async def __aenter__(self) -> Any:
+        request = self._request
+        settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
+        expect = request.headers.get("Expect")
+        unread = expect is not None or not request.content.is_eof()
+        if request.content_type != JSON_CONTENT_TYPE:
+            detail = f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}"
+            raise UnsupportedMediaType(detail, close=unread)
+        if expect is not None and (expect.lower() != "100-continue" or request.version != HttpVersion11):
+            raise ExpectationFailed(f"only 'Expect: 100-continue' is understood, not {expect!r}", close=True)
+        declared = request.content_length
+        if declared is not None and declared > settings.max_body_bytes:
+            detail = f"the body exceeds the size limit (MAX_BODY_BYTES={settings.max_body_bytes})"
+            raise PayloadTooLarge(detail, close=True)
+        if lifecycle.draining and unread:
+            raise ModelUnavailable("the service is stopping; send the request again", close=True)
+        size = settings.max_body_bytes if declared is None else declared
+        if not budget.hold(size):
+            raise Overloaded("too many request bytes are in memory; retry shortly", close=unread)
+        self._budget, self._size = budget, size
         try:
-            decoded = loads(body)
-        except JSONDecodeError as exc:
-            raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
-        del body
-        yield decoded
-    finally:
-        budget.release(size)
+            if expect is not None:
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                request.writer.output_size = 0  # the 100 is not part of the answer's size
+            body = await _read(request, settings.body_timeout_seconds, lifecycle)
+            try:
+                return loads(body)
+            except JSONDecodeError as exc:
+                raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
+        except BaseException:  # no `async with` block will run, so no __aexit__ either
+            await self.__aexit__()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._budget is not None:
+            self._budget.release(self._size)
+            self._budget = None
 
 
 async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> bytes:

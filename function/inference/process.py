@@ -133,17 +133,30 @@ class WorkerProcess:
         except BrokenProcessPool:  # it died while idle, before this call: nothing was sent
             self.kill("it exited while idle")
             raise NotSent("the inference worker had exited") from None
+        # NOTE: a timer rather than asyncio.wait_for, which (Python 3.11) makes a task of every call.
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            running.cancel()  # safe: the executor's late answer to a cancelled future is dropped
+
+        timer = None if within is None else loop.call_later(within, expire)
         try:
-            return await asyncio.wait_for(running, within)
+            return await running
         except BrokenProcessPool:
             if self._executor is executor:
                 self.kill("it exited")
             raise ModelUnavailable("the inference worker stopped while handling this request; retry") from None
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not expired:
+                raise
             if self._executor is executor:
                 self.kill(f"it did not answer within {within:g} s")
             raise ModelUnavailable(f"the inference worker did not answer within {within:g} s; retry") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             self.last_used = loop.time()
 
     def kill(self, reason: str) -> None:
