@@ -117,7 +117,7 @@ class StderrLines(logging.Handler):
         self._writing = False
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        threading.Thread(target=self._write_forever, name="log-writer", daemon=True).start()
+        self._writer: threading.Thread | None = None  # started with the first line
 
     @property
     def line_formatter(self) -> LineFormatter:
@@ -142,6 +142,9 @@ class StderrLines(logging.Handler):
                 return
             self._lines.append(line)
             self._size += len(line) + 1
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
+                self._writer.start()
             if urgent:
                 self._urgent = True
             if urgent or len(self._lines) == 1:

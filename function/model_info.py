@@ -6,7 +6,6 @@ and the model's bytes with ``read_verified_model``. Nothing here imports a heavy
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,10 @@ class ModelError(StartupError):
 
 
 def sha256_of(data: bytes) -> str:
+    # NOTE: imported here: hashlib loads OpenSSL (about 4 MB resident), which the inference workers,
+    # importing this module for INPUT and OUTPUTS, would otherwise each carry for nothing.
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 

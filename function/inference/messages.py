@@ -8,17 +8,28 @@ makes of it.
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from function.inference.classifier import Prediction
 
 
-class WorkerConfig(NamedTuple):
+@dataclass
+class WorkerConfig:
     """What a worker is started with."""
 
     model: bytes  # the ONNX file's bytes, checked against model.json once, in the server
     log_format: str
     log_level: str
+
+    def take_model(self) -> bytes:
+        """The model's bytes, dropped from this copy of the config.
+
+        NOTE: the executor keeps its initializer's arguments for the life of the worker; without
+        this, each worker would hold a copy of the model (1.8 MB) it has already loaded.
+        """
+        model, self.model = self.model, b""
+        return model
 
 
 class BatchResult(NamedTuple):

@@ -53,11 +53,10 @@ def init(config: WorkerConfig, server: int) -> None:
     # NOTE: Ctrl-C reaches the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    threading.Thread(target=_exit_with, args=(server,), name="server-watch", daemon=True).start()
     configure_logging(config.log_format, config.log_level)
-    _state.session = onnx_session.load_session(config.model)
+    _state.session = onnx_session.load_session(config.take_model())
     predict([WARM_UP_TEXT])
-    threading.Thread(target=_trim_when_idle, name="heap-trim", daemon=True).start()
+    threading.Thread(target=_watch, args=(server,), name="watch", daemon=True).start()
 
 
 def predict(texts: list[str], session: InferenceSession | None = None) -> BatchResult:
@@ -93,21 +92,31 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _exit_with(pid: int) -> None:
-    """End this process as soon as process ``pid`` (the server) has ended, SIGKILL included.
+def _watch(server: int) -> None:
+    """The worker's one thread: end this process as soon as the server (pid ``server``) has ended,
+    SIGKILL included; meanwhile, give the heap a burst grew back to the OS once the burst is over
+    (never during a call).
 
-    NOTE: the forkserver cannot do this for its workers: each holds a copy of the pipe it watches.
+    NOTE: the forkserver cannot end its workers for the server: each holds a copy of the pipe it watches.
     """
     try:
-        watched = os.pidfd_open(pid)
+        ended = os.pidfd_open(server)
     except ProcessLookupError:
         os._exit(1)
-    except OSError:  # no pidfd (Linux before 5.3): look every second
-        while _alive(pid):
-            time.sleep(1.0)
-        os._exit(1)
-    select.select([watched], [], [])  # readable once the process has exited
-    os._exit(1)
+    except OSError:  # no pidfd (Linux before 5.3): ask every time instead
+        ended = -1
+    idle = IdleTrim()
+    while True:
+        if ended >= 0:
+            readable, _, _ = select.select([ended], [], [], QUIET_SECONDS / 2)
+            if readable:  # the server has exited
+                os._exit(1)
+        else:
+            time.sleep(QUIET_SECONDS / 2)
+            if not _alive(server):
+                os._exit(1)
+        if not _state.busy:
+            idle.observe(_state.batches)
 
 
 def _alive(pid: int) -> bool:
@@ -118,12 +127,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _trim_when_idle() -> None:
-    """Give the heap a burst grew back to the OS once the burst is over (never during a call)."""
-    idle = IdleTrim()
-    while True:
-        time.sleep(QUIET_SECONDS / 2)
-        if not _state.busy:
-            idle.observe(_state.batches)
