@@ -16,12 +16,15 @@ import aiohttp
 import pytest
 
 from tests.e2e.helpers import Outcome, exchange, gone, request, send, wait_for, worker_pids
-from tests.helpers import ServerProcess, descendants
+from tests.helpers import ServerProcess, descendants, split_texts
 
 pytestmark = pytest.mark.e2e
 
 #: 256 texts that keep the two workers busy for a few hundred milliseconds.
 SLOW_BATCH = {"texts": [f"the goalie {i} stopped puck {i * 7} in overtime " * 150 for i in range(256)]}
+#: 256 texts of 8000 characters of test-set prose (2 MB): six of them are seconds of work.
+_PROSE = " ".join(split_texts())
+LONGER_BATCH = {"texts": [_PROSE[i * 8000 : (i + 1) * 8000] for i in range(256)]}
 
 
 async def test_sigterm_answers_uploads_in_progress_at_once_and_finishes_what_is_complete(
@@ -102,11 +105,11 @@ async def test_repeated_or_mixed_signals_lose_no_answer_and_exit_0(
     family = descendants(server.proc.pid)
     outcomes: list[Outcome] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-        held = [asyncio.create_task(send(http, server.url + "/predictions", SLOW_BATCH)) for _ in range(6)]
-        await asyncio.sleep(0.3)
-        for signum in signals:
+        held = [asyncio.create_task(send(http, server.url + "/predictions", LONGER_BATCH)) for _ in range(6)]
+        await asyncio.sleep(0.5)
+        for signum in signals:  # while the six are still being computed
             server.proc.send_signal(signum)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
         outcomes = await asyncio.gather(*held)
     code = await asyncio.to_thread(server.proc.wait, 20)
     output = server.stop()
