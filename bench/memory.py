@@ -32,7 +32,8 @@ from bench.paths import BENCH, OUT
 from bench.procs import total_pss_mb, total_rss_mb, tree_memory
 from bench.results import QUIET_SECONDS
 from bench.tables import markdown_table, publish
-from tests.e2e.helpers import MemoryCgroup  # the tests' cgroup, so both measure the same way
+from tests.e2e.helpers import MemoryCgroup  # the tests' cgroup and body, so both measure the same way
+from tests.helpers import text_body
 
 BODY_BYTES = 1024 * 1024 - 100  # just under the default MAX_BODY_BYTES (1 MiB)
 STALLED = 300
@@ -80,16 +81,6 @@ def post(url: str, body: bytes) -> int:
             return int(answer.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
-
-
-def big_body() -> bytes:
-    """A ``{"text": ...}`` body of test-set prose, ``BODY_BYTES`` long at most."""
-    text = " ".join(test_texts())
-    body = json.dumps({"text": text[:BODY_BYTES]}).encode()
-    while len(body) > BODY_BYTES:
-        text = text[: min(len(text), BODY_BYTES) - (len(body) - BODY_BYTES)]
-        body = json.dumps({"text": text}).encode()
-    return body
 
 
 class ShortRequests:
@@ -168,7 +159,7 @@ def tally(statuses: Sequence[int | str]) -> str:
 
 def run(workers: int, bursts: Sequence[int], quiet: float, cgroup: MemoryCgroup | None) -> list[Row]:
     texts = test_texts()
-    big = big_body()
+    big = text_body(BODY_BYTES)
     log = OUT / "logs" / "memory.log"
     env = {"WORKERS": str(workers), "ACCESS_LOG": "false", "BODY_TIMEOUT_SECONDS": "5"}
     with servers.running(servers.SERVICE, env, log, preexec_fn=cgroup.join if cgroup else None) as server:

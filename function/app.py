@@ -151,6 +151,5 @@ async def _start_draining(app: web.Application) -> None:
     lifecycle = app[LIFECYCLE]
     lifecycle.draining = True
     for task in lifecycle.uploads:
-        lifecycle.cut_uploads.add(task)
         task.cancel()
     log.info("draining: readiness now answers 503; %d requests still uploading were refused", len(lifecycle.uploads))

@@ -42,12 +42,10 @@ MAX_BATCH_CHARS = 4 * MiB
 
 @dataclass(frozen=True)
 class Budgets:
-    """The two budgets and the limit they were derived from."""
+    """Request-body bytes held at once, and characters in one onnxruntime call."""
 
     body_bytes: int
     batch_chars: int
-    limit: int  # the memory limit they assume, in bytes
-    derived_from: str  # "cgroup", "default" (no limit found) or "settings"
 
 
 def derive(limit: int | None, workers: int, max_body_bytes: int) -> Budgets:
@@ -59,6 +57,4 @@ def derive(limit: int | None, workers: int, max_body_bytes: int) -> Budgets:
     return Budgets(
         body_bytes=max(int(spare / 2 / SERVER_BYTES_PER_BODY_BYTE), max_body_bytes),
         batch_chars=min(max(batch_chars, MIN_BATCH_CHARS), MAX_BATCH_CHARS),
-        limit=assumed,
-        derived_from="default" if limit is None else "cgroup",
     )

@@ -45,13 +45,20 @@ def sha256_of(data: bytes) -> str:
 
 
 def describe(
-    *, name: str, version: str, labels: Sequence[str], model: bytes, metrics: Mapping[str, Any], **extra: Any
+    *,
+    name: str,
+    version: str,
+    description: str,
+    labels: Sequence[str],
+    model: bytes,
+    metrics: Mapping[str, Any],
+    **extra: Any,
 ) -> dict[str, Any]:
     """The ``model.json`` of a model: the required keys, computed where they can be, then ``extra``."""
     info: dict[str, Any] = {
         "name": name,
         "version": version,
-        **{key: extra.pop(key) for key in ("description",) if key in extra},
+        "description": description,
         "labels": list(labels),
         "input": {"name": INPUT, "type": "string", "shape": ["N"]},
         "outputs": {

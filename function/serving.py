@@ -127,12 +127,12 @@ async def run(
     # NOTE: aiohttp would cancel handlers still waiting at the end of the grace, their clients
     # getting no answer at all; stopping the classifier first fails their texts with a 503 instead.
     classifier = app[CLASSIFIER]
-    cut = loop.call_later(
-        drain_seconds(settings.shutdown_grace_seconds), lambda: tasks.add(loop.create_task(classifier.stop(0)))
+    cut: list[asyncio.Task[None]] = []
+    timer = loop.call_later(
+        drain_seconds(settings.shutdown_grace_seconds), lambda: cut.append(loop.create_task(classifier.stop(0)))
     )
-    tasks: set[asyncio.Task[None]] = set()
     await runner.cleanup()
-    cut.cancel()
-    await asyncio.gather(*tasks)
+    timer.cancel()
+    await asyncio.gather(*cut)
     log.info("stopped")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -98,21 +99,18 @@ class Settings:
         for f in dataclasses.fields(self):
             _check(f, getattr(self, f.name))
 
-    @property
+    @functools.cached_property
     def worker_count(self) -> int:
-        """Configured workers, or the CPUs this process may really use."""
+        """Configured workers, or the CPUs this process may really use (read once: the pool, the
+        budgets and the connection limit all count the same workers)."""
         return self.workers or available_cpus()
 
     def budgets(self) -> Budgets:
         """The memory budgets: derived from the cgroup memory limit, unless set here."""
         derived = derive(memory_limit(), self.worker_count, self.max_body_bytes)
-        if not (self.body_budget_bytes or self.batch_max_chars):
-            return derived
-        return dataclasses.replace(
-            derived,
+        return Budgets(
             body_bytes=self.body_budget_bytes or derived.body_bytes,
             batch_chars=self.batch_max_chars or derived.batch_chars,
-            derived_from="settings",
         )
 
     @property

@@ -19,13 +19,12 @@ if TYPE_CHECKING:
 
 class Lifecycle:
     """Whether the service is draining (readiness turns 503), by when it must have stopped, and
-    the requests whose bodies are still arriving (the drain answers them 503 at once)."""
+    the requests whose bodies are still arriving (the drain cancels them, to answer 503 at once)."""
 
     def __init__(self) -> None:
         self.draining = False
         self.deadline: float | None = None  # loop.time() by which shutdown must be over
         self.uploads: set[asyncio.Task[Any]] = set()  # handlers waiting for their body
-        self.cut_uploads: set[asyncio.Task[Any]] = set()  # those the drain cancelled
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -129,3 +129,19 @@ def descendants(pid: int) -> list[int]:
         found += kids
         frontier += kids
     return sorted(found)
+
+
+def prose(count: int, chars: int) -> list[str]:
+    """``count`` texts of ``chars`` characters each, cut from the test split's texts laid end to end."""
+    text = " ".join(split_texts())
+    return [text[i * chars : (i + 1) * chars] for i in range(count)]
+
+
+def text_body(size: int) -> bytes:
+    """A ``{"text": ...}`` body of test-split prose, ``size`` bytes long at most (JSON escapes included)."""
+    text = " ".join(split_texts())[:size]
+    body = json.dumps({"text": text}).encode()
+    while len(body) > size:
+        text = text[: len(text) - (len(body) - size)]
+        body = json.dumps({"text": text}).encode()
+    return body

@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientSession
 
-from tests.helpers import ServerProcess, descendants, parent_pids
+from tests.e2e.helpers import worker_pids
+from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; malloc_trim is glibc's")
-
-
-def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-
-
-def children(pid: int) -> list[int]:
-    return [child for child, parent in parent_pids().items() if parent == pid]
 
 
 def rss_mb(pid: int) -> float:
@@ -62,7 +55,7 @@ async def test_after_a_burst_the_server_gives_the_memory_it_grew_by_back(
 async def test_after_a_burst_a_worker_gives_its_heap_back_with_no_request_following(
     server: ServerProcess, http: ClientSession
 ) -> None:
-    [worker] = [pid for pid in descendants(server.proc.pid) if "forkserver" in cmdline(pid) and not children(pid)]
+    [worker] = worker_pids(server.proc.pid)
     before = rss_mb(worker)
     texts = [" ".join(f"word{i}x{j}" for j in range(6000)) for i in range(8)]  # about 0.5 M distinct-ish tokens
 

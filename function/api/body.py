@@ -122,9 +122,9 @@ async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> by
     except ConnectionResetError:
         raise ClientDisconnected("the client closed the connection before sending its body") from None
     except asyncio.CancelledError:
-        if task not in lifecycle.cut_uploads:
+        if not lifecycle.draining:  # the client left (or the test ended): not the drain's doing
             raise
-        task.uncancel()
+        task.uncancel()  # the drain cancelled it (an upload cancelled otherwise now has no reader)
         raise ModelUnavailable("the service is stopping; send the request again", close=True) from None
     finally:
         lifecycle.uploads.discard(task)

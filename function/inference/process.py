@@ -165,11 +165,14 @@ class WorkerProcess:
         self._discard()
         self._move(State.DEAD)
 
-    def _discard(self) -> None:
-        executor, self._executor = self._executor, None
+    def _sigkill(self) -> None:
         if self.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
+
+    def _discard(self) -> None:
+        executor, self._executor = self._executor, None
+        self._sigkill()
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -184,7 +187,5 @@ class WorkerProcess:
         done, _ = await asyncio.wait({shutdown}, timeout=grace)
         if not done:
             log.warning("inference worker %d (pid %s) did not stop within %g s: killed", self.index, self.pid, grace)
-            if self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
+            self._sigkill()
             await shutdown

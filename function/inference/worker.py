@@ -10,7 +10,6 @@ functions that run in a worker, where the forkserver has preloaded it and the im
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import select
 import signal
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
 _PR_SET_PDEATHSIG = 1
-
-log = logging.getLogger(__name__)
 
 
 class _Worker:

@@ -13,13 +13,12 @@ import aiohttp
 import pytest
 
 from tests.e2e.helpers import request, scrape, send, total
-from tests.helpers import ServerProcess, split_texts
+from tests.helpers import ServerProcess, prose
 
 pytestmark = pytest.mark.e2e
 
 #: 256 texts of 8000 characters of test-set prose (2 MB): most of a second of a worker's time.
-_PROSE = " ".join(split_texts())
-BATCH = json.dumps({"texts": [_PROSE[i * 8000 : (i + 1) * 8000] for i in range(256)]}).encode()
+BATCH = json.dumps({"texts": prose(256, 8000)}).encode()
 
 
 def send_and_leave(port: int) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import exchange, gone, http, is_ready, request, sample, scrape, wait_for, worker_pids
+from tests.e2e.helpers import JSON, exchange, gone, http, is_ready, request, sample, scrape, wait_for, worker_pids
 from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -53,9 +53,6 @@ async def test_a_stderr_nobody_reads_drops_lines_and_the_service_keeps_answering
     assert sorted(statuses) == [200] * 4000 + [404] * 4000
     assert health.status == 200
     assert dropped > 0
-
-
-JSON = {"Content-Type": "application/json"}
 
 
 def test_every_stderr_line_is_json(servers: Callable[..., ServerProcess]) -> None:

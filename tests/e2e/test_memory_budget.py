@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import MemoryCgroup, sample, scrape, start_server, tree_rss_bytes
-from tests.helpers import split_texts
+from tests.e2e.helpers import JSON, MemoryCgroup, sample, scrape, start_server, tree_rss_bytes
+from tests.helpers import split_texts, text_body
 
 pytestmark = [
     pytest.mark.e2e,
@@ -25,22 +25,11 @@ pytestmark = [
 ]
 
 MiB = 1024 * 1024
-JSON = {"Content-Type": "application/json"}
 TEXTS = split_texts()
 SHORT_BODIES = [json.dumps({"text": text}).encode() for text in TEXTS[:100]]
 
 
-def big_body(size: int = MiB - 100) -> bytes:
-    """A ``{"text": ...}`` body of test-set prose just under the default MAX_BODY_BYTES."""
-    text = " ".join(TEXTS)[:size]
-    body = json.dumps({"text": text}).encode()
-    while len(body) > size:
-        text = text[: len(text) - (len(body) - size)]
-        body = json.dumps({"text": text}).encode()
-    return body
-
-
-BIG = big_body()
+BIG = text_body(MiB - 100)  # just under the default MAX_BODY_BYTES
 
 
 class Watched:

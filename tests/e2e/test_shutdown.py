@@ -16,15 +16,14 @@ import aiohttp
 import pytest
 
 from tests.e2e.helpers import Outcome, exchange, gone, request, send, wait_for, worker_pids
-from tests.helpers import ServerProcess, descendants, split_texts
+from tests.helpers import ServerProcess, descendants, prose
 
 pytestmark = pytest.mark.e2e
 
 #: 256 texts that keep the two workers busy for a few hundred milliseconds.
 SLOW_BATCH = {"texts": [f"the goalie {i} stopped puck {i * 7} in overtime " * 150 for i in range(256)]}
 #: 256 texts of 8000 characters of test-set prose (2 MB): six of them are seconds of work.
-_PROSE = " ".join(split_texts())
-LONGER_BATCH = {"texts": [_PROSE[i * 8000 : (i + 1) * 8000] for i in range(256)]}
+LONGER_BATCH = {"texts": prose(256, 8000)}
 
 
 async def test_sigterm_answers_uploads_in_progress_at_once_and_finishes_what_is_complete(
