@@ -27,7 +27,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY function/ function/
 COPY model/ model/
-COPY openapi.json ./
+COPY openapi.json openapi3.json ./
 # Readable by the unprivileged user (model/ may be private in a checkout), writable by nobody,
 # and byte-compiled now: at run time the root filesystem is read-only and nothing is written.
 RUN chmod -R a+rX,go-w /app \

@@ -20,6 +20,14 @@ $(RUNTIME): requirements/runtime.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/runtime.txt
 	touch $@
 
+CLIENTS := $(VENV)/clients/.installed
+
+$(CLIENTS): requirements/clients.txt | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/clients
+	$(VENV)/clients/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/clients/bin/pip install --quiet -r requirements/clients.txt
+	touch $@
+
 $(DEV): requirements/runtime.txt requirements/train.txt requirements/dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/dev.txt
 	touch $@ $(RUNTIME)
@@ -35,7 +43,8 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m function.api.openapi | diff -u openapi.json - || { echo "openapi.json is stale: run make openapi"; exit 1; }
+	$(BIN)/python -m function.api.openapi 2 | diff -u openapi.json - || { echo "openapi.json is stale: run make openapi"; exit 1; }
+	$(BIN)/python -m function.api.openapi 3 | diff -u openapi3.json - || { echo "openapi3.json is stale: run make openapi"; exit 1; }
 
 pytest: $(DEV)
 	$(BIN)/pytest
@@ -44,9 +53,10 @@ pytest: $(DEV)
 train: $(DEV)
 	$(BIN)/python train.py
 
-## openapi: regenerate openapi.json from the handlers' schemas
+## openapi: regenerate openapi.json (Swagger 2.0) and openapi3.json (OpenAPI 3.0) from the handlers' schemas
 openapi: $(RUNTIME)
-	$(BIN)/python -m function.api.openapi > openapi.json
+	$(BIN)/python -m function.api.openapi 2 > openapi.json
+	$(BIN)/python -m function.api.openapi 3 > openapi3.json
 
 NODE_TOOLS := tests/e2e/node_modules/.installed
 
@@ -55,7 +65,7 @@ $(NODE_TOOLS): tests/e2e/package.json tests/e2e/package-lock.json
 	touch $@
 
 ## e2e: schemathesis, newman, curl, hostile input and production faults against live servers (about 3 minutes)
-e2e: $(DEV)
+e2e: $(DEV) $(CLIENTS)
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_TOOLS); \
 	else echo "npm not found: the newman test will be skipped"; fi
 	$(BIN)/pytest -m e2e tests/e2e

@@ -13,7 +13,7 @@ from aiohttp import web
 from function.api.access_log import ACCESS_LOGGER, AccessLogger
 from function.api.body import BodyBudget, defer_continue
 from function.api.middleware import UNMATCHED, RequestIds, service_middleware
-from function.api.openapi import add_docs, committed_document
+from function.api.openapi import add_docs, committed_documents
 from function.api.routes import ROUTES
 from function.heap import QUIET_SECONDS, IdleTrim
 from function.inference.batching import AdaptiveBatcher
@@ -60,7 +60,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[METRICS] = metrics
     app[CLASSIFIER] = classifier
     app[LIFECYCLE] = Lifecycle()
-    app[OPENAPI] = committed_document()
+    app[OPENAPI] = committed_documents()
     app[BODIES] = bodies = BodyBudget(budgets.body_bytes)
     metrics.body_bytes_held.set_function(lambda: bodies.held)
     metrics.body_budget.set(bodies.limit)

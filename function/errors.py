@@ -2,6 +2,8 @@
 
 Raised anywhere, rendered in one place (``function.api.middleware``), which also adds the HTTP
 headers an error asks for: ``Retry-After`` for ``retry``, ``Connection: close`` for ``close``.
+On the Open Inference Protocol's routes (``/v2``) the same errors take that protocol's shape:
+``{"error": <detail>}``, and 400 instead of 405 for an invalid request.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ VALIDATION_REASONS = (
     "empty_text",
     "batch_size",
     "bad_query",
+    "bad_tensor",
 )
+
+
+class NotFound(ServiceError):
+    """A model name or version that this service does not serve."""
+
+    status = 404
+    error = "not_found"
 
 
 class PayloadTooLarge(ServiceError):

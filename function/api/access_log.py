@@ -13,10 +13,16 @@ from function.api.routes import HEALTH_PATHS
 from function.logs import stderr_lines
 
 ACCESS_LOGGER = "function.access"
+TRACEPARENT = "traceparent"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id inside an answer's ``traceparent`` header (the access log's ``trace_id``)."""
+    return None if traceparent is None else traceparent[3:35]
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request with method, path, status, duration and request id; probes skipped.
+    """One line per request with method, path, status, duration, request id (and trace id); probes skipped.
 
     The line goes straight to the root's ``StderrLines`` handler when it has one, formatted by
     the same formatter as every other line: without the logging machinery (a LogRecord, the
@@ -28,9 +34,13 @@ class AccessLogger(AbstractAccessLogger):
         self._lines = stderr_lines()
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
-        self.write(request, response.status, elapsed, response.headers.get("X-Request-ID"))
+        headers = response.headers
+        trace_id = trace_id_of(headers.get(TRACEPARENT))
+        self.write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id)
 
-    def write(self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None) -> None:
+    def write(
+        self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None, trace_id: str | None
+    ) -> None:
         """One access line; also used for requests that end without a response (499)."""
         method, path = request.method, request.path
         if path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
@@ -43,6 +53,8 @@ class AccessLogger(AbstractAccessLogger):
             "request_id": request_id,
             "remote": request.remote,
         }
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         message = f"{method} {path} {status}"
         if self._lines is None:  # logging was set up elsewhere (an embedding app, a test harness)
             self.logger.info("%s", message, extra={"fields": fields})

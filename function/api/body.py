@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
+from function.api.open_inference import HEADER_LENGTH, split_body
 from function.errors import (
     ClientDisconnected,
     ExpectationFailed,
@@ -58,6 +59,8 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
     """
 
     __slots__ = ("_budget", "_request", "_size")
+    #: The media types accepted; the first is the one a 415 asks for.
+    MEDIA_TYPES: tuple[str, ...] = (JSON_CONTENT_TYPE,)
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
@@ -69,8 +72,11 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
         expect = request.headers.get("Expect")
         unread = expect is not None or not request.content.is_eof()
-        if request.content_type != JSON_CONTENT_TYPE:
-            detail = f"Content-Type must be {JSON_CONTENT_TYPE}, not {request.content_type}"
+        if request.content_type not in self.MEDIA_TYPES:
+            detail = (
+                f"the body must be JSON: send the header 'Content-Type: {self.MEDIA_TYPES[0]}' "
+                f"(this request's Content-Type is {request.content_type})"
+            )
             raise UnsupportedMediaType(detail, close=unread)
         if expect is not None and (expect.lower() != "100-continue" or request.version != HttpVersion11):
             raise ExpectationFailed(f"only 'Expect: 100-continue' is understood, not {expect!r}", close=True)
@@ -88,11 +94,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
             if expect is not None:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0  # the 100 is not part of the answer's size
-            body = await _read(request, settings.body_timeout_seconds, lifecycle)
-            try:
-                return loads(body)
-            except JSONDecodeError as exc:
-                raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
+            return self._decode(await _read(request, settings.body_timeout_seconds, lifecycle))
         except BaseException:  # no `async with` block will run, so no __aexit__ either
             await self.__aexit__()
             raise
@@ -101,6 +103,30 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         if self._budget is not None:
             self._budget.release(self._size)
             self._budget = None
+
+    def _decode(self, body: bytes) -> Any:
+        return _json(body)
+
+
+class tensor_body(json_body):  # noqa: N801
+    """An inference request's body (Open Inference Protocol): ``(JSON header, binary tensors after it)``.
+
+    JSON alone, or, with ``Inference-Header-Content-Length``, JSON followed by binary tensor data.
+    """
+
+    __slots__ = ()
+    MEDIA_TYPES = (JSON_CONTENT_TYPE, "application/octet-stream")
+
+    def _decode(self, body: bytes) -> tuple[Any, memoryview]:
+        head, tail = split_body(body, self._request.headers.get(HEADER_LENGTH))
+        return _json(head), tail
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return loads(body)
+    except JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
 
 
 async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> bytes:

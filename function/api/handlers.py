@@ -31,7 +31,7 @@ _ERRORS = {
     "not a string, empty or only whitespace",
     "408": "The body did not arrive within BODY_TIMEOUT_SECONDS",
     "413": "The body is (or is declared) larger than MAX_BODY_BYTES",
-    "415": "The Content-Type is not application/json",
+    "415": "The Content-Type is not application/json (send the header 'Content-Type: application/json')",
     "417": "An Expect header other than 100-continue",
     "503": "Overloaded (too many texts queued or request bytes in memory: retry after the Retry-After "
     "header's seconds), not ready, or stopping",
@@ -106,8 +106,7 @@ async def model(request: web.Request) -> web.Response:
 @response_schema(schemas.StatusSchema, 200, description="Alive")
 @response_schema(schemas.ErrorSchema, 503, description="Inference workers keep failing to start: restart the process")
 async def healthz(request: web.Request) -> web.Response:
-    if not request.app[CLASSIFIER].alive:
-        raise ModelUnavailable("the inference workers keep failing to start")
+    check_alive(request.app)
     return json_response({"status": "ok"})
 
 
@@ -115,11 +114,22 @@ async def healthz(request: web.Request) -> web.Response:
 @response_schema(schemas.StatusSchema, 200, description="Ready for traffic")
 @response_schema(schemas.ErrorSchema, 503, description="Starting, restarting a worker, or shutting down")
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[LIFECYCLE].draining:
-        raise ModelUnavailable("shutting down")
-    if not request.app[CLASSIFIER].ready:
-        raise ModelUnavailable("the model or an inference worker is not ready")
+    check_ready(request.app)
     return json_response({"status": "ready"})
+
+
+def check_alive(app: web.Application) -> None:
+    """Liveness: raises 503 when the inference workers keep failing to start."""
+    if not app[CLASSIFIER].alive:
+        raise ModelUnavailable("the inference workers keep failing to start")
+
+
+def check_ready(app: web.Application) -> None:
+    """Readiness: raises 503 while starting, replacing a worker, or shutting down."""
+    if app[LIFECYCLE].draining:
+        raise ModelUnavailable("shutting down")
+    if not app[CLASSIFIER].ready:
+        raise ModelUnavailable("the model or an inference worker is not ready")
 
 
 @docs(
@@ -134,4 +144,4 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+    return web.Response(body=request.app[OPENAPI][request.path], content_type="application/json")

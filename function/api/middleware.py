@@ -1,4 +1,4 @@
-"""The one middleware: request ids, metrics, and every error rendered as a small JSON body."""
+"""The one middleware: request ids, trace context, metrics, and every error rendered as a small JSON body."""
 
 from __future__ import annotations
 
@@ -12,33 +12,63 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from function.api.responses import error_response
+from function.api.access_log import TRACEPARENT, trace_id_of
+from function.api.responses import error_response, json_response
+from function.api.routes import V2_PREFIX
 from function.errors import InvalidInput, ServiceError
 from function.metrics import REJECTION_REASONS
 from function.state import ACCESS_LOG, METRICS, REQUEST_IDS, SETTINGS
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# W3C Trace Context: version 00 is exactly this; a later version may append "-" and more fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 UNMATCHED = "unmatched"
 
 
 class RequestIds:
-    """Fresh request ids: 32 hex digits, a random half drawn once per app and a counting half.
+    """Fresh request ids and span ids, a random part drawn once per app and a counting part.
 
-    Unique across processes and restarts (the random half) and cheap: no system call per request,
+    Unique across processes and restarts (the random part) and cheap: no system call per request,
     which ``os.urandom`` for every id costs (about 5% of the event loop's time under load).
     """
 
     def __init__(self) -> None:
         self._prefix = os.urandom(8).hex()
-        self._count = itertools.count()
+        self._span_prefix = os.urandom(4).hex()
+        self._count = itertools.count(1)
 
-    def __call__(self, request: web.Request) -> str:
-        """The caller's X-Request-ID when it is sane, else a fresh one."""
+    def __call__(self, request: web.Request) -> tuple[str, str | None]:
+        """The request id (the caller's X-Request-ID when it is sane) and the answer's traceparent.
+
+        With a valid W3C ``traceparent``, this request becomes a span of the caller's trace: the
+        answer's ``traceparent`` keeps its trace id and flags with this span's id, and a request id
+        not given is ``<trace id>-<span id>``.
+        """
         given = request.headers.get("X-Request-ID")
-        if given is not None and _SAFE_ID.fullmatch(given):
-            return given
-        return f"{self._prefix}{next(self._count):016x}"
+        trace = _trace(request.headers.get(TRACEPARENT))
+        if trace is None:
+            if given is not None and _SAFE_ID.fullmatch(given):
+                return given, None
+            return f"{self._prefix}{next(self._count):016x}", None
+        trace_id, flags = trace
+        span = f"{self._span_prefix}{next(self._count) & 0xFFFFFFFF:08x}"
+        rid = given if given is not None and _SAFE_ID.fullmatch(given) else f"{trace_id}-{span}"
+        return rid, f"00-{trace_id}-{span}-{flags}"
+
+
+def _trace(header: str | None) -> tuple[str, str] | None:
+    """(trace id, flags) of a valid ``traceparent``; None when absent or invalid (it is then ignored)."""
+    if header is None:
+        return None
+    match = _TRACEPARENT.fullmatch(header.strip())
+    if match is None:
+        return None
+    version, trace_id, span, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span == _ZERO_SPAN:
+        return None
+    return trace_id, flags
 
 
 def route_template(request: web.Request) -> str:
@@ -47,15 +77,21 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED
 
 
-def _http_error(exc: web.HTTPException) -> web.Response:
-    code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    if request.path.startswith(V2_PREFIX):
+        return json_response({"error": exc.reason}, exc.status, headers)
+    code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
     return error_response(exc.status, code, exc.reason, headers)
 
 
 def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Response:
     headers = {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)} if exc.retry else None
-    response = error_response(exc.status, exc.error, exc.detail, headers)
+    if request.path.startswith(V2_PREFIX):  # the Open Inference Protocol's error object, and its 400
+        status = 400 if isinstance(exc, InvalidInput) else exc.status
+        response = json_response({"error": exc.detail}, status, headers)
+    else:
+        response = error_response(exc.status, exc.error, exc.detail, headers)
     if exc.close:
         response.force_close()
     metrics = request.app[METRICS]
@@ -68,7 +104,7 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
     return response
 
 
-def _abandoned(request: web.Request, rid: str, elapsed: float) -> None:
+def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed: float) -> None:
     """A request whose handler was cancelled: 499 when its client went away (aiohttp then cancels
     the handler, and with it the texts it queued), 503 when the drain gave up on it."""
     transport = request.transport
@@ -79,13 +115,13 @@ def _abandoned(request: web.Request, rid: str, elapsed: float) -> None:
     metrics.observe_request(route_template(request), request.method, status, elapsed)
     access_log = request.app[ACCESS_LOG]
     if access_log is not None:
-        access_log.write(request, status, elapsed, rid)
+        access_log.write(request, status, elapsed, rid, trace_id_of(traceparent))
 
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
-    rid = request.app[REQUEST_IDS](request)
+    rid, traceparent = request.app[REQUEST_IDS](request)
     started = time.perf_counter()
     metrics.in_flight.inc()
     try:
@@ -93,9 +129,9 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     except ServiceError as exc:
         response = _service_error(request, exc, rid)
     except web.HTTPException as exc:
-        response = _http_error(exc)
+        response = _http_error(request, exc)
     except asyncio.CancelledError:
-        _abandoned(request, rid, time.perf_counter() - started)
+        _abandoned(request, rid, traceparent, time.perf_counter() - started)
         raise
     except Exception:
         log.exception("unhandled error", extra={"fields": {"request_id": rid}})
@@ -103,5 +139,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         metrics.in_flight.dec()
     response.headers["X-Request-ID"] = rid
+    if traceparent is not None:
+        response.headers[TRACEPARENT] = traceparent
     metrics.observe_request(route_template(request), request.method, response.status, time.perf_counter() - started)
     return response

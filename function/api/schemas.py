@@ -15,12 +15,13 @@ from function.settings import Settings
 #: The documented maximum is the default; MAX_BATCH_ITEMS changes the enforced one.
 DEFAULT_MAX_BATCH_ITEMS: int = Settings.max_batch_items
 
+_EXAMPLE = "The shuttle launch was delayed by the weather at the Cape."
 _text = {"description": "The text to perform the prediction on (not empty or only whitespace)"}
 _scores = {"description": "Only with ?scores=true: each label's probability (they sum to 1)"}
 
 
 class ApiRequestSchema(Schema):
-    text = fields.String(required=True, validate=validate.Regexp(TEXT_PATTERN), metadata=_text)
+    text = fields.String(required=True, validate=validate.Regexp(TEXT_PATTERN), metadata=_text | {"example": _EXAMPLE})
 
 
 class ApiResponseSchema(Schema):
@@ -33,7 +34,10 @@ class BatchRequestSchema(Schema):
         fields.String(validate=validate.Regexp(TEXT_PATTERN)),
         required=True,
         validate=validate.Length(min=1, max=DEFAULT_MAX_BATCH_ITEMS),
-        metadata={"description": f"Texts to classify, 1 to MAX_BATCH_ITEMS (default {DEFAULT_MAX_BATCH_ITEMS})"},
+        metadata={
+            "description": f"Texts to classify, 1 to MAX_BATCH_ITEMS (default {DEFAULT_MAX_BATCH_ITEMS})",
+            "example": [_EXAMPLE, "The goalie stopped every shot in the third period."],
+        },
     )
 
 
@@ -63,3 +67,96 @@ ModelSchema = Schema.from_dict(
     },
     name="ModelSchema",
 )
+
+
+# --- the Open Inference Protocol (KServe V2) ---------------------------------------------------
+
+_tensor_name = {"description": "The tensor's name"}
+_shape = {"description": "The tensor's shape; the product of its dimensions is the number of elements"}
+_data = {
+    "description": "The elements in row-major order, flat or nested; absent when "
+    "parameters.binary_data_size says the tensor follows the JSON as binary data"
+}
+
+
+class V2ErrorSchema(Schema):
+    error = fields.String(required=True, metadata={"description": "What was wrong"})
+
+
+class V2ServerMetadataSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    extensions = fields.List(fields.String(), required=True)
+
+
+class V2LiveSchema(Schema):
+    live = fields.Boolean(required=True)
+
+
+class V2ReadySchema(Schema):
+    ready = fields.Boolean(required=True)
+
+
+class V2ModelReadySchema(Schema):
+    name = fields.String(required=True)
+    ready = fields.Boolean(required=True)
+
+
+class V2MetadataTensorSchema(Schema):
+    name = fields.String(required=True)
+    datatype = fields.String(required=True)
+    shape = fields.List(fields.Integer(), required=True, metadata={"description": "-1 for a variable dimension"})
+
+
+class V2ModelMetadataSchema(Schema):
+    name = fields.String(required=True)
+    versions = fields.List(fields.String())
+    platform = fields.String(required=True)
+    inputs = fields.List(fields.Nested(V2MetadataTensorSchema), required=True)
+    outputs = fields.List(fields.Nested(V2MetadataTensorSchema), required=True)
+    parameters = fields.Dict(metadata={"description": "labels: the order of the probabilities' columns"})
+
+
+class V2InferInputSchema(Schema):
+    name = fields.String(required=True, validate=validate.OneOf(["text"]), metadata=_tensor_name)
+    shape = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=2), metadata=_shape)
+    datatype = fields.String(required=True, validate=validate.OneOf(["BYTES"]))
+    parameters = fields.Dict(metadata={"description": "binary_data_size: the bytes of binary data, if binary"})
+    data = fields.List(fields.Raw(), metadata=_data)
+
+
+class V2RequestedOutputSchema(Schema):
+    name = fields.String(required=True, validate=validate.OneOf(["label", "probabilities"]), metadata=_tensor_name)
+    parameters = fields.Dict(metadata={"description": "binary_data: true to receive it as binary data"})
+
+
+class V2InferRequestSchema(Schema):
+    id = fields.String(metadata={"description": "Echoed in the response"})
+    parameters = fields.Dict(metadata={"description": "binary_data_output: true for binary outputs"})
+    inputs = fields.List(
+        fields.Nested(V2InferInputSchema),
+        required=True,
+        validate=validate.Length(min=1, max=1),
+        metadata={"example": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [_EXAMPLE]}]},
+    )
+    outputs = fields.List(
+        fields.Nested(V2RequestedOutputSchema),
+        validate=validate.Length(min=1, max=2),
+        metadata={"description": "The outputs to return (all of them when absent)"},
+    )
+
+
+class V2InferOutputSchema(Schema):
+    name = fields.String(required=True, metadata=_tensor_name)
+    shape = fields.List(fields.Integer(), required=True, metadata=_shape)
+    datatype = fields.String(required=True)
+    parameters = fields.Dict()
+    data = fields.List(fields.Raw(), metadata=_data)
+
+
+class V2InferResponseSchema(Schema):
+    model_name = fields.String(required=True)
+    model_version = fields.String()
+    id = fields.String()
+    parameters = fields.Dict()
+    outputs = fields.List(fields.Nested(V2InferOutputSchema), required=True)

@@ -1,0 +1,120 @@
+"""HTTP handlers of the Open Inference Protocol (KServe V2, REST); the codec is ``open_inference``.
+
+Inference goes through the same batcher, limits and metrics as ``/prediction``. Errors are the
+service's own, rendered in this protocol's shape by the middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp_apispec import docs, request_schema, response_schema
+
+from function.api import schemas
+from function.api.body import tensor_body
+from function.api.handlers import check_alive, check_ready
+from function.api.open_inference import EXTENSIONS, HEADER_LENGTH, infer_response, model_metadata, parse_infer_request
+from function.api.responses import json_response
+from function.errors import NotFound
+from function.jsonio import JSON_CONTENT_TYPE
+from function.state import CLASSIFIER, MODEL_INFO, SETTINGS
+
+SERVER_NAME = "newsgroups-classifier"
+TAGS = ["open inference protocol"]
+_NOT_FOUND = "No model of this name (or version) is served"
+_UNAVAILABLE = "Starting, restarting a worker, or shutting down"
+_ERRORS = {
+    400: "Invalid inference request: not JSON, wrong tensor name, datatype or shape, empty text, unknown output",
+    404: _NOT_FOUND,
+    408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
+    413: "The body is (or is declared) larger than MAX_BODY_BYTES",
+    415: "The Content-Type is neither application/json nor application/octet-stream",
+    417: "An Expect header other than 100-continue",
+    503: "Overloaded (retry after the Retry-After header's seconds), not ready, or stopping",
+}
+
+
+def _errors(codes: tuple[int, ...]) -> Any:
+    def decorate(func: Handler) -> Handler:
+        for code in codes:
+            func = response_schema(schemas.V2ErrorSchema, code, description=_ERRORS[code])(func)
+        return func
+
+    return decorate
+
+
+def served_model(request: web.Request) -> Mapping[str, Any]:
+    """``model.json`` when the path names the served model (and version, if it names one), else 404."""
+    info = request.app[MODEL_INFO]
+    name, version = request.match_info["name"], request.match_info.get("version")
+    if name != info["name"]:
+        raise NotFound(f"no model named {name!r} is served here; the model is {info['name']!r}")
+    if version is not None and version != info["version"]:
+        raise NotFound(f"model {name!r} has no version {version!r}; the version served is {info['version']!r}")
+    return info
+
+
+@docs(tags=TAGS, summary="Server metadata", operationId="v2_server_metadata")
+@response_schema(schemas.V2ServerMetadataSchema, 200, description="Name, version and protocol extensions")
+async def server_metadata(request: web.Request) -> web.Response:
+    version = request.app[MODEL_INFO]["version"]
+    return json_response({"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)})
+
+
+@docs(tags=TAGS, summary="Server liveness", operationId="v2_server_live")
+@response_schema(schemas.V2LiveSchema, 200, description="Alive")
+@response_schema(schemas.V2ErrorSchema, 503, description="Inference workers keep failing to start")
+async def server_live(request: web.Request) -> web.Response:
+    check_alive(request.app)
+    return json_response({"live": True})
+
+
+@docs(tags=TAGS, summary="Server readiness", operationId="v2_server_ready")
+@response_schema(schemas.V2ReadySchema, 200, description="Ready for inference")
+@response_schema(schemas.V2ErrorSchema, 503, description=_UNAVAILABLE)
+async def server_ready(request: web.Request) -> web.Response:
+    check_ready(request.app)
+    return json_response({"ready": True})
+
+
+@docs(tags=TAGS, summary="Model metadata: its input and output tensors", operationId="v2_model_metadata")
+@response_schema(schemas.V2ModelMetadataSchema, 200, description="Name, versions, platform, tensors, labels")
+@_errors((404,))
+async def model_metadata_handler(request: web.Request) -> web.Response:
+    return json_response(model_metadata(served_model(request)))
+
+
+@docs(tags=TAGS, summary="Model readiness", operationId="v2_model_ready")
+@response_schema(schemas.V2ModelReadySchema, 200, description="Ready for inference")
+@_errors((404, 503))
+async def model_ready(request: web.Request) -> web.Response:
+    info = served_model(request)
+    check_ready(request.app)
+    return json_response({"name": info["name"], "ready": True})
+
+
+@docs(
+    tags=TAGS,
+    summary="Classify texts: a BYTES tensor in, labels and probabilities out",
+    description="Also accepts the binary tensor data extension (tritonclient's and KServe's default): "
+    "Content-Type application/octet-stream, the JSON part's length in Inference-Header-Content-Length, "
+    "and each binary tensor after the JSON, a BYTES element as a 4-byte little-endian length and its bytes.",
+    operationId="v2_infer",
+    consumes=[JSON_CONTENT_TYPE],
+)
+@request_schema(schemas.V2InferRequestSchema, required=True)
+@response_schema(schemas.V2InferResponseSchema, 200, description="The requested outputs, in the order requested")
+@_errors(tuple(_ERRORS))
+async def infer(request: web.Request) -> web.Response:
+    info, classifier = served_model(request), request.app[CLASSIFIER]
+    async with tensor_body(request) as (header, binary):
+        wanted = parse_infer_request(header, binary, request.app[SETTINGS].max_batch_items)
+        del binary  # a view of the body: let it go with the body
+        predictions = await classifier.predict(wanted.texts)
+    body, json_length = infer_response(wanted, info, predictions)
+    if json_length is None:
+        return web.Response(body=body, content_type=JSON_CONTENT_TYPE)
+    return web.Response(body=body, content_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})
