@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -82,6 +82,14 @@ bench-memory: $(DEV)
 bench-deadline: $(DEV)
 	$(BIN)/python -m bench.deadline
 
+## bench-curve: one pod's throughput, p50 and p99 at 1 to 256 requests in flight, needs wrk (bench/curve.json, ~3 min)
+bench-curve: $(DEV)
+	$(BIN)/python -m bench.curve
+
+## bench-autoscale: Knative's autoscaler simulated on bench/curve.json; settings searched (bench/AUTOSCALE.md, seconds)
+bench-autoscale: $(DEV)
+	$(BIN)/python -m bench.autoscale
+
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)
 	$(BIN)/python -m bench.run
@@ -91,6 +99,8 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.memory --bursts 2 --quiet 1 --out bench/out/MEMORY.md
 	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
+	$(BIN)/python -m bench.curve --smoke --out bench/out/curve.json
+	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)

@@ -3,7 +3,7 @@
 Each test states one rule of the image (Dockerfile, .dockerignore, Procfile) or of the manifests
 (knative/, knative/kubernetes/) and holds it against what they deploy: function.settings,
 function.api.routes and requirements/. Numbers are read from the files, never repeated here, so
-the owner can change them (the concurrency numbers come from bench/RESULTS.md) and the rules
+the owner can change them (the concurrency numbers come from bench/AUTOSCALE.md) and the rules
 still apply.
 """
 
@@ -64,7 +64,7 @@ AUTOSCALING_KEYS = {
         "panic-threshold-percentage", "metric-aggregation-algorithm",
     )
 }  # fmt: skip
-PLACEHOLDER_NOTE = "# from bench/RESULTS.md"
+PLACEHOLDER_NOTE = "# from bench/AUTOSCALE.md"
 
 
 # ---- reading the files ---------------------------------------------------------------------------
