@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -500,6 +500,79 @@ def decision_scores(pipeline: Pipeline, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(method(texts))
 
 
+# --- calibration ---------------------------------------------------------------------------------
+
+#: Equal-width bins of top-class confidence for the expected calibration error.
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """Texts whose top-class probability lies in ``(lower, upper]`` (the first bin includes 0)."""
+
+    lower: float
+    upper: float
+    count: int
+    #: Mean top-class probability and share of correct labels; None when the bin is empty.
+    confidence: float | None
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Expected (count-weighted mean) and maximum |accuracy - confidence| over the bins."""
+
+    n: int
+    ece: float
+    mce: float
+    bins: tuple[CalibrationBin, ...]
+
+
+def calibration(confidences: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> Calibration:
+    """Reliability of top-class probabilities: ECE and MCE over ``bins`` equal-width bins of [0, 1]."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    if conf.ndim != 1 or conf.shape != hit.shape or not len(conf):
+        raise ValueError("confidences and correct must be non-empty 1-d arrays of the same length")
+    edges = np.arange(bins + 1) / bins
+    which = np.digitize(conf, edges[1:-1], right=True)  # bin b holds edges[b] < c <= edges[b + 1]
+    rows, ece, mce = [], 0.0, 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        mean_conf = float(conf[members].mean()) if count else None
+        accuracy = float(hit[members].mean()) if count else None
+        if mean_conf is not None and accuracy is not None:
+            gap = abs(accuracy - mean_conf)
+            ece += gap * count / len(conf)
+            mce = max(mce, gap)
+        rows.append(CalibrationBin(float(edges[b]), float(edges[b + 1]), count, mean_conf, accuracy))
+    return Calibration(len(conf), ece, mce, tuple(rows))
+
+
+def rescale(probabilities: np.ndarray, factor: float) -> np.ndarray:
+    """softmax(factor * logits) from softmax(logits): ``p**factor``, renormalised per row."""
+    logs = factor * np.log(np.maximum(np.asarray(probabilities, dtype=np.float64), 1e-300))
+    scaled = np.exp(logs - logs.max(axis=1, keepdims=True))
+    return np.asarray(scaled / scaled.sum(axis=1, keepdims=True))
+
+
+def calibration_report(
+    truth: Sequence[str], predicted: Sequence[str], probabilities: np.ndarray, scale: float
+) -> dict[str, Any]:
+    """Calibration of the served probabilities, and of the same graph's softmax without the fitted scale."""
+    correct = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
+    served = calibration(probabilities.max(axis=1), correct)
+    unscaled = calibration(rescale(probabilities, 1.0 / scale).max(axis=1), correct)
+    return {
+        "bins": len(served.bins),
+        "binning": "equal-width bins of the top-class probability, (lower, upper]",
+        "softmax_scale": scale,
+        "served": asdict(served),
+        "unscaled": asdict(unscaled),
+    }
+
+
 # --- reports and artefacts ---------------------------------------------------------------------
 
 
@@ -519,6 +592,47 @@ def save_confusion_png(matrix: list[list[int]], labels: Sequence[str], path: Pat
     ax.set_title(title)
     for (i, j), v in np.ndenumerate(values):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > values.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def save_reliability_png(calib: dict[str, Any], path: Path, title: str) -> None:
+    """Reliability diagram (accuracy against confidence per bin) above the texts per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), dpi=100, sharex=True, height_ratios=[3, 1])
+    width = 1.0 / calib["bins"]
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
+    served, unscaled = calib["served"], calib["unscaled"]
+    filled = [b for b in served["bins"] if b["count"]]
+    top.bar(
+        [b["lower"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=width,
+        align="edge",
+        alpha=0.6,
+        edgecolor="black",
+        label=f"served, fitted scale (ECE {served['ece']:.4f})",
+    )
+    filled = [b for b in unscaled["bins"] if b["count"]]
+    top.plot(
+        [b["confidence"] for b in filled],
+        [b["accuracy"] for b in filled],
+        "o-",
+        color="tab:orange",
+        label=f"softmax scale 1 (ECE {unscaled['ece']:.4f})",
+    )
+    lowers = np.array([b["lower"] for b in served["bins"]])
+    bottom.bar(lowers, [b["count"] for b in served["bins"]], width=width / 2, align="edge", label="served")
+    counts = [b["count"] for b in unscaled["bins"]]
+    bottom.bar(lowers + width / 2, counts, width=width / 2, align="edge", color="tab:orange", label="scale 1")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy in the bin", title=title)
+    top.legend(loc="upper left")
+    bottom.set(yscale="log", xlabel="top-class probability (confidence)", ylabel="texts")
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -605,7 +719,42 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- document {d['index']}: scikit-learn `{d['sklearn']}`, ONNX `{d['onnx']}`, "
             f"top-2 decision margin {d['sklearn_top2_margin']:.2e} (a float32/float64 near-tie)"
         )
+    lines += calibration_markdown(report["calibration"])
     return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(calib: dict[str, Any]) -> list[str]:
+    """The calibration section of ``evaluation.md``: ECE, MCE and the per-bin table."""
+    served, unscaled = calib["served"], calib["unscaled"]
+
+    def cell(value: float | None) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
+    lines = [
+        "",
+        "## Calibration of the served probabilities",
+        "",
+        f"The top-class probability (`scores`) of `model/model.onnx` on the {served['n']} test posts, in "
+        f"{calib['bins']} equal-width bins (lower, upper]: ECE = Σ (texts in bin / all texts) × "
+        "|accuracy − mean confidence|, MCE = the largest of those gaps over the non-empty bins.",
+        "",
+        "| softmax | ECE | MCE |",
+        "|---|---|---|",
+        f"| served: fitted scale {calib['softmax_scale']:.3f} | **{served['ece']:.4f}** | {served['mce']:.4f} |",
+        f"| the same graph's decision values, scale 1 | {unscaled['ece']:.4f} | {unscaled['mce']:.4f} |",
+        "",
+        "![reliability diagram](reliability.png)",
+        "",
+        "| confidence | texts | mean confidence | accuracy "
+        "| texts (scale 1) | mean confidence (scale 1) | accuracy (scale 1) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s, u in zip(served["bins"], unscaled["bins"], strict=True):
+        lines.append(
+            f"| {s['lower']:.1f}–{s['upper']:.1f} | {s['count']} | {cell(s['confidence'])} | {cell(s['accuracy'])} | "
+            f"{u['count']} | {cell(u['confidence'])} | {cell(u['accuracy'])} |"
+        )
+    return lines
 
 
 def write_model_dir(out_dir: Path, files: dict[str, bytes], extra: Callable[[Path], None]) -> None:
@@ -693,7 +842,7 @@ def evaluation_report(
     selection: Selection, trained: Trained, train: Dataset, test: Dataset, rounds: int
 ) -> dict[str, Any]:
     """``evaluation.json``: the served ONNX graph and the baseline on the test split, parity, the CV table."""
-    onnx_labels, _ = onnx_predict(load_session(trained.onnx), test.texts)
+    onnx_labels, probabilities = onnx_predict(load_session(trained.onnx), test.texts)
     baseline = build_baseline().fit(train.texts, train.labels)
     served = evaluate(test.labels, onnx_labels, rounds=rounds)
     base = evaluate(test.labels, list(baseline.predict(test.texts)), rounds=rounds)
@@ -713,6 +862,7 @@ def evaluation_report(
         "baseline": base,
         "parity": agreement,
         "cross_validation": [vars(r) for r in selection.results],
+        "calibration": calibration_report(test.labels, onnx_labels, probabilities, trained.temperature),
     }
 
 
@@ -775,6 +925,9 @@ def write_model(out_dir: Path, trained: Trained, metadata: dict[str, Any], repor
             metadata["labels"],
             folder / "confusion_matrix.png",
             f"{MODEL_NAME} on the test split",
+        )
+        save_reliability_png(
+            report["calibration"], folder / "reliability.png", f"{MODEL_NAME}: reliability on the test split"
         )
 
     write_model_dir(out_dir, files, pictures)

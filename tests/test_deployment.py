@@ -565,6 +565,22 @@ def test_the_podmonitor_scrapes_each_pod_of_the_service_directly() -> None:
     assert endpoint["path"] == "/metrics"
 
 
+def test_the_servicemonitor_scrapes_each_pod_behind_the_service() -> None:
+    monitor = _manifest(KUBERNETES / "servicemonitor.yaml", "ServiceMonitor")
+    service = _manifest(KUBERNETES / "service.yaml", "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert "namespaceSelector" not in monitor["spec"], "the Service's own namespace"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] in GET_PATHS
+    assert endpoint["path"] == "/metrics"
+    relabel = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    # Kubernetes labels each pod of a Deployment with its ReplicaSet's pod-template-hash.
+    assert relabel["revision"] == ["__meta_kubernetes_pod_label_pod_template_hash"]
+
+
 @pytest.mark.parametrize("folder", [KNATIVE, KUBERNETES])
 def test_each_kustomization_lists_every_manifest_beside_it(folder: Path) -> None:
     (kustomization,) = yaml_documents(folder / "kustomization.yaml")

@@ -104,6 +104,7 @@ def test_training_run_writes_a_consistent_model_folder(tmp_path: Path) -> None:
         "evaluation.md",
         "model.json",
         "model.onnx",
+        "reliability.png",
     ]
     meta = json.loads((out / "model.json").read_text())
     assert meta["labels"] == sorted(WORDS)
