@@ -43,7 +43,17 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from function.inference.session import InferenceSession, load_session, predict
-from function.model_info import INPUT, METADATA_FILE, MODEL_FILE, OUTPUTS, describe, sha256_of
+from function.model_info import (
+    EXPLAIN_OUTPUTS,
+    HEALTH_OUTPUTS,
+    VOCABULARY,
+    INPUT,
+    METADATA_FILE,
+    MODEL_FILE,
+    OUTPUTS,
+    describe,
+    sha256_of,
+)
 
 #: The label set of the challenge; ``model/model.json`` carries it to the service.
 LABELS: tuple[str, ...] = ("baseball", "cryptography", "electronics", "hockey", "politics", "space")
@@ -283,14 +293,21 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
     idf, L2 norm, linear layer); this graph works on each document's distinct tokens instead:
     lower-case -> tokenize -> term ids -> Unique (counts per row and term) -> tf-idf weights ->
     per-row scatter-add of ``x * W[term]`` and ``x**2`` -> scores / ||x|| + b -> label, softmax.
+
+    Beside ``label`` and ``probabilities`` it outputs each text's token count and unknown-token
+    count (``HEALTH_OUTPUTS``) and, for explanations, values the graph computes anyway: each
+    (text, term) pair's row, term id, tf-idf weight ``x`` and ``x * W[term]``, each text's norm,
+    the decision values and intercepts (``EXPLAIN_OUTPUTS``), and the terms by id (``VOCABULARY``).
     """
     vectorizer, weights, bias = linear_parts(pipeline)
     classes = [str(c) for c in pipeline.classes_]
     vocab_terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
     n_terms = len(vocab_terms)
-    pad = n_terms  # id of padding and out-of-vocabulary tokens: idf 0, weights 0
-    idf = np.append(vectorizer.idf_, 0.0).astype(np.float32)
-    w_ext = np.vstack([weights, np.zeros((1, weights.shape[1]))]).astype(np.float32)
+    # Two ids past the vocabulary, both with idf 0 and weights 0: out-of-vocabulary tokens, and the
+    # tokenizer's padding ("", which the token pattern can never match), counted apart.
+    unknown, pad = n_terms, n_terms + 1
+    idf = np.append(vectorizer.idf_, [0.0, 0.0]).astype(np.float32)
+    w_ext = np.vstack([weights, np.zeros((2, weights.shape[1]))]).astype(np.float32)
 
     def const(name: str, value: Any, dtype: Any = None) -> onnx.TensorProto:
         return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
@@ -300,8 +317,12 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         const("weights", w_ext),
         const("bias", np.asarray(bias, np.float32)),
         const("classes", np.array(classes, dtype=object)),
-        const("stride", n_terms + 1, np.int64),
+        const("stride", n_terms + 2, np.int64),
         const("pad_col", [[pad]], np.int64),
+        const("unknown_id", unknown, np.int64),
+        const("pad_id", pad, np.int64),
+        const("vocabulary", np.array([*vocab_terms, "", ""], dtype=object)),
+        const("one_col", [1], np.int64),
         const("one_f", 1.0, np.float32),
         const("tiny", 1e-30, np.float32),
         const("temperature", temperature, np.float32),
@@ -326,7 +347,7 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         node(
             "Tokenizer",
             ["lower"],
-            ["tokens"],
+            ["words"],
             domain="com.microsoft",
             pad_value="",
             mark=False,
@@ -335,12 +356,12 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         ),
         node(
             "LabelEncoder",
-            ["tokens"],
+            ["words"],
             ["term_ids"],
             domain="ai.onnx.ml",
-            keys_strings=vocab_terms,
-            values_int64s=list(range(n_terms)),
-            default_int64=pad,
+            keys_strings=[*vocab_terms, ""],
+            values_int64s=[*range(n_terms), pad],
+            default_int64=unknown,
         ),
         # NOTE: a pad column keeps every row non-empty; Tokenizer yields shape (N, 0) when no
         # document has a token, and Unique/Scatter must still see each row.
@@ -389,6 +410,21 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         node("Gather", ["classes", "best"], ["label"]),
         node("Mul", ["decision", "temperature"], ["logits"]),
         node("Softmax", ["logits"], ["probabilities"], axis=1),
+        # model health: tokens and unknown tokens per text (padding ids counted, then taken off)
+        node("Equal", ["term", "unknown_id"], ["is_unknown"]),
+        node("Cast", ["is_unknown"], ["is_unknown_f"], to=TensorProto.FLOAT),
+        node("Mul", ["is_unknown_f", "tf"], ["unknown_counts"]),
+        node("ScatterND", ["norm_zeros", "row_idx", "unknown_counts"], ["unknown_f"], reduction="add"),
+        node("Cast", ["unknown_f"], [HEALTH_OUTPUTS[1]], to=TensorProto.INT64),
+        node("Equal", ["term", "pad_id"], ["is_pad"]),
+        node("Cast", ["is_pad"], ["is_pad_f"], to=TensorProto.FLOAT),
+        node("Mul", ["is_pad_f", "tf"], ["pad_counts"]),
+        node("ScatterND", ["norm_zeros", "row_idx", "pad_counts"], ["pads_f"], reduction="add"),
+        node("Shape", ["ids"], ["ids_shape"]),
+        node("Gather", ["ids_shape", "one_col"], ["columns"]),
+        node("Cast", ["columns"], ["columns_f"], to=TensorProto.FLOAT),
+        node("Sub", ["columns_f", "pads_f"], ["tokens_f"]),
+        node("Cast", ["tokens_f"], [HEALTH_OUTPUTS[0]], to=TensorProto.INT64),
     ]
     graph = helper.make_graph(
         nodes,
@@ -397,6 +433,17 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         [
             helper.make_tensor_value_info(OUTPUTS[0], TensorProto.STRING, ["N"]),
             helper.make_tensor_value_info(OUTPUTS[1], TensorProto.FLOAT, ["N", len(classes)]),
+            helper.make_tensor_value_info(HEALTH_OUTPUTS[0], TensorProto.INT64, ["N"]),
+            helper.make_tensor_value_info(HEALTH_OUTPUTS[1], TensorProto.INT64, ["N"]),
+            # explanations: the graph's own intermediate values (no node runs for them)
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[0], TensorProto.INT64, ["K"]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[1], TensorProto.INT64, ["K"]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[2], TensorProto.FLOAT, ["K"]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[3], TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[4], TensorProto.FLOAT, ["K", len(classes)]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[5], TensorProto.FLOAT, ["N", len(classes)]),
+            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[6], TensorProto.FLOAT, [len(classes)]),
+            helper.make_tensor_value_info(VOCABULARY, TensorProto.STRING, [n_terms + 2]),
         ],
         initializer=inits,
     )
@@ -419,9 +466,9 @@ def onnx_predict(session: InferenceSession, texts: Sequence[str], batch: int = 2
     labels: list[str] = []
     probabilities = []
     for start in range(0, len(texts), batch):
-        chunk_labels, chunk_probabilities = predict(session, texts[start : start + batch])
-        labels.extend(chunk_labels)
-        probabilities.append(chunk_probabilities)
+        out = predict(session, texts[start : start + batch])
+        labels.extend(out.labels)
+        probabilities.append(out.probabilities)
     return labels, np.vstack(probabilities)
 
 
@@ -890,7 +937,12 @@ def model_metadata(
         vocabulary_size=len(trained.pipeline.steps[0][1].vocabulary_),
         softmax_scale=trained.temperature,
         token_pattern=TOKEN_PATTERN,
-        training_data={"path": "data/train.jsonl.gz", "sha256": train.sha256, "examples": len(train.texts)},
+        training_data={
+            "path": "data/train.jsonl.gz",
+            "sha256": train.sha256,
+            "examples": len(train.texts),
+            "label_counts": {str(c): train.labels.count(c) for c in trained.pipeline.classes_},
+        },
         test_data={"path": "data/test.jsonl.gz", "sha256": test.sha256, "examples": len(test.texts)},
         libraries=libraries(),
         created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -37,5 +37,5 @@ class ConstantClassifier:
     async def stop(self, grace: float) -> None:
         self._running = False
 
-    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]:
         return [self._answer] * len(texts)

@@ -48,7 +48,8 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     """
     info = load_model_info(settings.metadata_path)
     budgets = settings.budgets()
-    metrics = Metrics(info["labels"], [path for _, path, _ in ROUTES] + [UNMATCHED])
+    routes = [path for _, path, _ in ROUTES] + [UNMATCHED]
+    metrics = Metrics(info["labels"], routes, info.get("training_data", {}).get("label_counts"))
     metrics.model.info({"name": info["name"], "version": info["version"], "sha256": info["sha256"]})
     if classifier is None:
         model = read_verified_model(settings.model_path, info)
@@ -107,7 +108,8 @@ async def _classifier_context(app: web.Application) -> AsyncIterator[None]:
     """Start and warm the classifier; stop it last on shutdown."""
     settings, classifier, info = app[SETTINGS], app[CLASSIFIER], app[MODEL_INFO]
     await classifier.start()
-    log.info("serving model %s %s on port %d", info["name"], info["version"], settings.port)
+    url = f"http://{'localhost' if settings.host in ('0.0.0.0', '::', '') else settings.host}:{settings.port}"
+    log.info("serving model %s %s at %s (API docs: %s/docs)", info["name"], info["version"], url, url)
     yield
     deadline = app[LIFECYCLE].deadline
     left = settings.shutdown_grace_seconds if deadline is None else deadline - asyncio.get_running_loop().time()

@@ -8,7 +8,7 @@ known methods, status codes the service emits, the model's labels and the error 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -26,13 +26,18 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
 
+from function.drift import DRIFT_WINDOW, LabelWindow
 from function.errors import VALIDATION_REASONS
+from function.inference.classifier import Prediction
 from function.logs import stderr_lines
 
 PREFIX = "textclf"
 #: 0.25 ms to 10 s.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+TOKEN_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000)
+UNKNOWN_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 REJECTION_REASONS = (
     "payload_too_large",
     "expectation_failed",
@@ -46,7 +51,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, labels: Sequence[str], routes: Iterable[str]) -> None:
+    def __init__(
+        self, labels: Sequence[str], routes: Iterable[str], reference_mix: Mapping[str, int] | None = None
+    ) -> None:
+        """``reference_mix``: label counts of the training split, for the label-drift gauge."""
         # NOTE: a process-wide switch (idempotent): the *_created series only double the scrape.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = r = CollectorRegistry(auto_describe=True)
@@ -109,6 +117,31 @@ class Metrics:
             registry=r,
         )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
+        self.confidence = Histogram(
+            f"{PREFIX}_prediction_confidence",
+            "Top probability of each prediction, by predicted label",
+            ["label"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.text_tokens = Histogram(
+            f"{PREFIX}_text_tokens", "Tokens per text predicted", buckets=TOKEN_BUCKETS, registry=r
+        )
+        self.unknown_share = Histogram(
+            f"{PREFIX}_text_unknown_token_ratio",
+            "Share of a text's tokens that the model's vocabulary does not know (0 for a text without tokens)",
+            buckets=UNKNOWN_BUCKETS,
+            registry=r,
+        )
+        self.label_window = window = LabelWindow(labels, reference_mix)
+        Gauge(
+            f"{PREFIX}_label_drift_jensen_shannon",
+            f"Jensen-Shannon divergence (bits) of the last {DRIFT_WINDOW} predicted labels' mix from the training mix",
+            registry=r,
+        ).set_function(window.divergence)
+        Gauge(f"{PREFIX}_label_drift_window_texts", "Predictions in the label-drift window", registry=r).set_function(
+            lambda: window.filled
+        )
         r.register(DroppedLogLines())
         self.gc_pauses = GcPauses(
             Histogram(
@@ -119,7 +152,7 @@ class Metrics:
                 registry=r,
             )
         )
-        self._labels = {label: self.predictions.labels(label) for label in labels}
+        self._labels = {label: (self.predictions.labels(label), self.confidence.labels(label)) for label in labels}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.answered = 0  # requests answered so far: the heap trimmer's sign of activity
         for reason in VALIDATION_REASONS:
@@ -129,16 +162,21 @@ class Metrics:
         for route in routes:
             self.request_seconds.labels(route)
 
-    def observe_batch(self, size: int, seconds: float, waits: Sequence[float], labels: Sequence[str]) -> None:
-        """Record one onnxruntime call: its size, duration, each text's queue wait and label."""
-        self.batch_size.observe(size)
+    def observe_batch(self, seconds: float, waits: Sequence[float], predictions: Sequence[Prediction]) -> None:
+        """Record one onnxruntime call: its size and duration, and each text's queue wait, label and health."""
+        self.batch_size.observe(len(predictions))
         self.inference_seconds.observe(seconds)
         for wait in waits:
             self.queue_wait_seconds.observe(max(wait, 0.0))
-        for label in labels:
-            child = self._labels.get(label)
-            if child is not None:
-                child.inc()
+        tokens, unknown_share, window = self.text_tokens.observe, self.unknown_share.observe, self.label_window
+        for prediction in predictions:
+            children = self._labels.get(prediction.label)
+            if children is not None:
+                children[0].inc()
+                children[1].observe(max(prediction.probabilities))
+                window.add(prediction.label)
+            tokens(prediction.tokens)
+            unknown_share(prediction.unknown / prediction.tokens if prediction.tokens else 0.0)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

@@ -19,6 +19,16 @@ METADATA_FILE = "model.json"
 #: The ONNX graph's interface: one string tensor in, a label and one probability per label out.
 INPUT = "text"
 OUTPUTS = ("label", "probabilities")
+#: Per text: its tokens, and those of them the vocabulary does not know (int64 [N] each).
+HEALTH_OUTPUTS = ("tokens", "unknown_tokens")
+#: For explanations, values the graph computes anyway. Per (text, term) pair K: the text's row, the
+#: term's id (int64 [K] each), its tf-idf weight before the norm, ``x`` (float [K]), and ``x * W[term]``
+#: for every label (float [K, labels]); per text, its L2 norm (float [N]) and decision values (float
+#: [N, labels]); then the intercepts (float [labels]). A label's decision value is
+#: ``sum(x * W[term]) / norm + intercept``.
+EXPLAIN_OUTPUTS = ("row", "term", "x", "norm", "contrib", "decision", "bias")
+#: The vocabulary by term id, two empty strings last (unknown tokens and padding).
+VOCABULARY = "vocabulary"
 
 #: The keys every ``model.json`` has, and their JSON types; ``/model`` documents them.
 REQUIRED: Mapping[str, type] = {

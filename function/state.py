@@ -36,3 +36,6 @@ OPENAPI = web.AppKey("openapi", dict[str, bytes])  # URL path -> committed docum
 BODIES: web.AppKey[BodyBudget] = web.AppKey("bodies")
 ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")
 REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+#: ``time.perf_counter()`` when the middleware took the request (the access log's duration:
+#: aiohttp's own comes from ``loop.time()``, whole milliseconds under uvloop).
+STARTED = web.RequestKey("started", float)

@@ -98,7 +98,10 @@ async def test_batch_with_scores(client: TestClient) -> None:
         ({"text": ""}, "must not be empty or only whitespace"),
         ({"text": " \t\n "}, "must not be empty or only whitespace"),
         ({"text": "\u3000\u00a0"}, "must not be empty or only whitespace"),
-        ([{"text": "a"}], "must be a JSON object, not an array"),
+        (
+            [{"text": "a"}],
+            'must be a JSON object, {"text": "..."}; to classify several texts, POST {"texts": [...]} to /predictions',
+        ),
         ("text", "must be a JSON object, not a string"),
         (None, "must be a JSON object, not null"),
     ],
@@ -197,7 +200,9 @@ async def test_bad_scores_flag_answers_405(client: TestClient) -> None:
 async def test_unknown_path_answers_json_404(client: TestClient) -> None:
     response = await client.get("/nope")
     assert response.status == 404
-    assert await response.json() == {"error": "not_found", "detail": "Not Found"}
+    body = await response.json()
+    assert body["error"] == "not_found"
+    assert body["detail"] == "Not Found: no route /nope; the API is described at /docs"
 
 
 async def test_wrong_method_answers_json_405_with_allow(client: TestClient) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.inference.batching import AdaptiveBatcher
-from function.inference.classifier import Prediction
+from function.inference.classifier import Explanation, Prediction
 from function.inference.messages import BatchResult
 from function.metrics import Metrics
 
@@ -27,17 +27,21 @@ class StandInWorker:
     def __init__(self) -> None:
         self.alive = True
         self.batches: list[list[str]] = []
+        self.explained: list[tuple[int, ...]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.error: Exception | None = None
 
-    async def predict(self, texts: list[str]) -> BatchResult:
+    async def predict(self, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
         self.batches.append(list(texts))
+        self.explained.append(explain)
         await self.gate.wait()
         if self.error is not None:
             raise self.error
         probabilities = array("f", [p for t in texts for p in ((1.0, 0.0) if t[0] == "a" else (0.0, 1.0))])
-        return BatchResult([t[0] for t in texts], probabilities.tobytes(), 0.0, 0.001)
+        tokens = array("i", [len(t.split()) for t in texts]).tobytes()
+        explanations = {i: Explanation(1.0, 0.5, [(texts[i], 1.0, 0.5)], 0.0) for i in explain}
+        return BatchResult([t[0] for t in texts], probabilities.tobytes(), tokens, tokens, 0.0, 0.001, explanations)
 
 
 class StandInPool:
@@ -60,8 +64,8 @@ class StandInPool:
     def release(self, worker: StandInWorker) -> None:
         self.idle.put_nowait(worker)
 
-    async def predict(self, worker: StandInWorker, texts: list[str]) -> BatchResult:
-        return await worker.predict(texts)
+    async def predict(self, worker: StandInWorker, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
+        return await worker.predict(texts, explain)
 
     ready = True
     failed = False
@@ -122,6 +126,27 @@ async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() ->
     worker.gate.set()
     await asyncio.gather(first, *waiting)
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
+
+
+async def test_only_texts_asked_to_be_explained_are_explained_even_in_a_shared_batch() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4)
+    [first] = await submitted(batcher, "a0")
+    plain = asyncio.create_task(batcher.predict(["a1"]))
+    explained = asyncio.create_task(batcher.predict(["b2", "b3"], explain=True))
+    await asyncio.sleep(0.01)
+    worker.gate.set()
+    await first
+    [p1], [p2, p3] = await plain, await explained
+    assert worker.batches[1] == ["a1", "b2", "b3"]
+    assert worker.explained[1] == (1, 2)
+    assert p1.explanation is None
+    assert p2.explanation is not None
+    assert p3.explanation is not None
+    assert (p2.explanation.terms[0][0], p3.explanation.terms[0][0]) == ("b2", "b3")
+    assert (p1.tokens, p2.tokens) == (1, 1)
 
 
 async def test_a_lone_text_is_sent_at_once_without_waiting_for_company() -> None:

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from sklearn.pipeline import Pipeline
 
 import train
-from function.model_info import INPUT, OUTPUTS
+from function.model_info import EXPLAIN_OUTPUTS, HEALTH_OUTPUTS, INPUT, OUTPUTS, VOCABULARY
 from tests.helpers import ROOT
 
 MODEL_DIR = ROOT / "model"
@@ -95,7 +95,8 @@ def test_metadata_describes_the_committed_file(metadata: dict[str, Any]) -> None
 
 def test_onnx_graph_declares_text_in_label_and_probabilities_out(session) -> None:  # type: ignore[no-untyped-def]
     assert [(i.name, i.type) for i in session.get_inputs()] == [("text", "tensor(string)")]
-    assert [o.name for o in session.get_outputs()] == ["label", "probabilities"]
+    outputs = [*OUTPUTS, *HEALTH_OUTPUTS, *EXPLAIN_OUTPUTS, VOCABULARY]
+    assert [o.name for o in session.get_outputs()] == outputs
 
 
 def test_headline_metrics_meet_the_targets(

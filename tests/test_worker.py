@@ -44,9 +44,9 @@ def test_a_batch_of_mixed_lengths_answers_each_text_in_the_order_given(session) 
     random.Random(7).shuffle(texts)
     assert len(onnx_session.length_runs([len(t) for t in texts])) > 1, "the batch must be split to test the split"
 
-    result = worker.predict(texts, session)
+    result = worker.predict(texts, session=session)
 
-    singles = [worker.predict([t], session) for t in texts]
+    singles = [worker.predict([t], session=session) for t in texts]
     assert result.labels == [s.labels[0] for s in singles]
     probabilities = np.frombuffer(result.probabilities, np.float32).reshape(len(texts), -1)
     expected = np.vstack([np.frombuffer(s.probabilities, np.float32) for s in singles])

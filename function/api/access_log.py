@@ -11,6 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from function.api.routes import HEALTH_PATHS
 from function.logs import stderr_lines
+from function.state import STARTED
 
 ACCESS_LOGGER = "function.access"
 TRACEPARENT = "traceparent"
@@ -34,6 +35,9 @@ class AccessLogger(AbstractAccessLogger):
         self._lines = stderr_lines()
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        started = request.get(STARTED)  # absent when aiohttp answered before the app (a malformed request)
+        if started is not None:
+            elapsed = time.perf_counter() - started
         headers = response.headers
         trace_id = trace_id_of(headers.get(TRACEPARENT))
         self.write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id)

@@ -26,6 +26,7 @@ from function.errors import (
     UnsupportedMediaType,
 )
 from function.jsonio import JSON_CONTENT_TYPE, JSONDecodeError, loads
+from function.settings import Settings
 from function.state import BODIES, LIFECYCLE, SETTINGS, Lifecycle
 
 
@@ -82,8 +83,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
             raise ExpectationFailed(f"only 'Expect: 100-continue' is understood, not {expect!r}", close=True)
         declared = request.content_length
         if declared is not None and declared > settings.max_body_bytes:
-            detail = f"the body exceeds the size limit (MAX_BODY_BYTES={settings.max_body_bytes})"
-            raise PayloadTooLarge(detail, close=True)
+            raise PayloadTooLarge(_too_large(settings.max_body_bytes), close=True)
         if lifecycle.draining and unread:
             raise ModelUnavailable("the service is stopping; send the request again", close=True)
         size = settings.max_body_bytes if declared is None else declared
@@ -94,7 +94,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
             if expect is not None:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0  # the 100 is not part of the answer's size
-            return self._decode(await _read(request, settings.body_timeout_seconds, lifecycle))
+            return self._decode(await _read(request, settings, lifecycle))
         except BaseException:  # no `async with` block will run, so no __aexit__ either
             await self.__aexit__()
             raise
@@ -122,6 +122,10 @@ class tensor_body(json_body):  # noqa: N801
         return _json(head), tail
 
 
+def _too_large(limit: int) -> str:
+    return f"the body is larger than the {limit} bytes this service accepts (MAX_BODY_BYTES)"
+
+
 def _json(body: bytes) -> Any:
     try:
         return loads(body)
@@ -129,8 +133,9 @@ def _json(body: bytes) -> Any:
         raise InvalidInput(f"the body is not valid JSON: {exc}", reason="invalid_json") from None
 
 
-async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> bytes:
-    """The whole body; 408 if it takes longer than ``within``, 503 if the service starts stopping meanwhile."""
+async def _read(request: web.Request, settings: Settings, lifecycle: Lifecycle) -> bytes:
+    """The whole body; 408 if it takes over BODY_TIMEOUT_SECONDS, 503 if the service starts stopping meanwhile."""
+    within = settings.body_timeout_seconds
     if request.content.is_eof():  # already buffered: nothing to wait for
         return await request.read()
     task = asyncio.current_task()
@@ -140,7 +145,7 @@ async def _read(request: web.Request, within: float, lifecycle: Lifecycle) -> by
         async with asyncio.timeout(within):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge("the body exceeds the size limit (MAX_BODY_BYTES)") from None
+        raise PayloadTooLarge(_too_large(settings.max_body_bytes)) from None
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {within:g} s") from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match

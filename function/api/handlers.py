@@ -10,6 +10,7 @@ from aiohttp_apispec import docs, request_schema, response_schema
 
 from function.api import schemas
 from function.api.body import json_body
+from function.api.explanations import explanation_json
 from function.api.responses import json_response
 from function.api.validation import flag, prediction_text, prediction_texts
 from function.errors import ModelUnavailable
@@ -25,6 +26,15 @@ _SCORES = {
     # NOTE: the service reads an empty value (`?scores=`) as false; Swagger 2.0 needs saying so.
     "allowEmptyValue": True,
     "description": "Also return each label's probability (an empty value means false)",
+}
+_EXPLAIN = {
+    "in": "query",
+    "name": "explain",
+    "type": "boolean",
+    "required": False,
+    "allowEmptyValue": True,
+    "description": "Also return why each text got its label: the terms that contributed most to the label's "
+    "decision value, with the intercept and the rest (an empty value means false)",
 }
 _ERRORS = {
     "405": "Validation exception: the body is not JSON, not an object, or a text is missing, "
@@ -54,7 +64,7 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
     summary="Classify one text",
     operationId="prediction",
     consumes=["application/json"],
-    parameters=[_SCORES],
+    parameters=[_SCORES, _EXPLAIN],
 )
 @request_schema(schemas.ApiRequestSchema, required=True)
 @response_schema(schemas.ApiResponseSchema, 200, description="Successful prediction")
@@ -62,11 +72,17 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
 async def prediction(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
-        text, with_scores = prediction_text(body), flag(request.query, "scores")
-        [result] = await classifier.predict([text])
+        text, with_scores, explain = (
+            prediction_text(body),
+            flag(request.query, "scores"),
+            flag(request.query, "explain"),
+        )
+        [result] = await classifier.predict([text], explain)
     answer: dict[str, object] = {"label": result.label}
     if with_scores:
         answer["scores"] = _scores(classifier.labels, result)
+    if explain:
+        answer["explanation"] = explanation_json(result.label, result.explanation)
     return json_response(answer)
 
 
@@ -75,7 +91,7 @@ async def prediction(request: web.Request) -> web.Response:
     summary="Classify a batch of texts, answered in order",
     operationId="predictions",
     consumes=["application/json"],
-    parameters=[_SCORES],
+    parameters=[_SCORES, _EXPLAIN],
 )
 @request_schema(schemas.BatchRequestSchema, required=True)
 @response_schema(schemas.BatchResponseSchema, 200, description="One label per text, in order")
@@ -84,12 +100,39 @@ async def predictions(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
         texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
-        with_scores = flag(request.query, "scores")
-        results = await classifier.predict(texts)
+        with_scores, explain = flag(request.query, "scores"), flag(request.query, "explain")
+        results = await classifier.predict(texts, explain)
     answer: dict[str, object] = {"labels": [r.label for r in results]}
     if with_scores:
         answer["scores"] = [_scores(classifier.labels, r) for r in results]
+    if explain:
+        answer["explanations"] = [explanation_json(r.label, r.explanation) for r in results]
     return json_response(answer)
+
+
+@docs(tags=["operations"], summary="Where to start: links to the docs, the model and the metrics", operationId="index")
+@response_schema(schemas.IndexSchema, 200, description="The service, its model, and links")
+async def index(request: web.Request) -> web.Response:
+    info = request.app[MODEL_INFO]
+    return json_response(
+        {
+            "service": "newsgroups-classifier",
+            "model": {"name": info["name"], "version": info["version"], "labels": info["labels"]},
+            "links": INDEX_LINKS,
+        }
+    )
+
+
+INDEX_LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi3.json",
+    "swagger": "/openapi.json",
+    "model": "/model",
+    "metrics": "/metrics",
+    "prediction": "/prediction",
+    "predictions": "/predictions",
+    "open_inference": "/v2",
+}
 
 
 @docs(tags=["model"], summary="Metadata of the served model (model/model.json)", operationId="model")

@@ -17,7 +17,7 @@ from function.api.responses import error_response, json_response
 from function.api.routes import V2_PREFIX
 from function.errors import InvalidInput, ServiceError
 from function.metrics import REJECTION_REASONS
-from function.state import ACCESS_LOG, METRICS, REQUEST_IDS, SETTINGS
+from function.state import ACCESS_LOG, METRICS, REQUEST_IDS, SETTINGS, STARTED
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -79,10 +79,22 @@ def route_template(request: web.Request) -> str:
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    detail = _what_next(request, exc, headers.get("Allow", ""))
     if request.path.startswith(V2_PREFIX):
-        return json_response({"error": exc.reason}, exc.status, headers)
+        return json_response({"error": detail}, exc.status, headers)
     code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
-    return error_response(exc.status, code, exc.reason, headers)
+    return error_response(exc.status, code, detail, headers)
+
+
+def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> str:
+    """The routing error's reason, with what to do instead."""
+    if exc.status == 404:
+        return f"{exc.reason}: no route {request.path}; the API is described at /docs"
+    if exc.status == 405 and "POST" in allowed:
+        return f"{exc.reason}: {request.path} takes POST with a JSON body (Content-Type: application/json)"
+    if exc.status == 405:
+        return f"{exc.reason}: {request.path} takes {allowed}"
+    return exc.reason
 
 
 def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Response:
@@ -122,7 +134,7 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed:
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
     rid, traceparent = request.app[REQUEST_IDS](request)
-    started = time.perf_counter()
+    request[STARTED] = started = time.perf_counter()
     metrics.in_flight.inc()
     try:
         response = await handler(request)

@@ -2,9 +2,11 @@
 
 The model has one input, ``text`` (BYTES, shape ``[N]`` or ``[N, 1]``), and two outputs, ``label``
 (BYTES ``[N]``) and ``probabilities`` (FP32 ``[N, len(labels)]``, in the order of ``/model``'s
-labels). Tensors travel as JSON ``data``, or in the binary tensor data extension that tritonclient
-and KServe's client use by default: the JSON header's length in ``Inference-Header-Content-Length``
-and each binary tensor after it, a BYTES element as a 4-byte little-endian length and its bytes.
+labels); a third, ``explanation`` (BYTES ``[N]``, each a JSON explanation), comes when asked for by
+name or with the request parameter ``explain: true``. Tensors travel as JSON ``data``, or in the
+binary tensor data extension that tritonclient and KServe's client use by default: the JSON
+header's length in ``Inference-Header-Content-Length`` and each binary tensor after it, a BYTES
+element as a 4-byte little-endian length and its bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from function.api.explanations import explanation_json
 from function.api.validation import check_text
 from function.errors import InvalidInput
 from function.inference.classifier import Prediction
@@ -27,6 +30,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 #: Protocol extensions this server implements (``GET /v2``).
 EXTENSIONS = ("binary_tensor_data",)
 LABEL, PROBABILITIES = OUTPUTS
+EXPLANATION = "explanation"
+REQUESTABLE = (*OUTPUTS, EXPLANATION)
 _LENGTH = struct.Struct("<I")
 
 
@@ -39,6 +44,10 @@ class InferRequest:
     #: Requested outputs in order, each with whether it goes back as binary data.
     outputs: tuple[tuple[str, bool], ...]
     parameters: Mapping[str, Any]
+
+    @property
+    def explain(self) -> bool:
+        return any(name == EXPLANATION for name, _ in self.outputs)
 
 
 def model_metadata(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +81,10 @@ def parse_infer_request(header: Any, binary: memoryview, max_items: int) -> Infe
         raise InvalidInput(f"the input tensor must be named {INPUT!r}, not {tensor.get('name')!r}", reason="bad_tensor")
     texts = _texts(tensor, binary, max_items)
     binary_default = _flag(parameters, "binary_data_output", "parameters")
-    return InferRequest(request_id, texts, _outputs(header.get("outputs"), binary_default), parameters)
+    outputs = _outputs(header.get("outputs"), binary_default)
+    if _flag(parameters, "explain", "parameters") and all(name != EXPLANATION for name, _ in outputs):
+        outputs += ((EXPLANATION, binary_default),)
+    return InferRequest(request_id, texts, outputs, parameters)
 
 
 def infer_response(
@@ -82,11 +94,15 @@ def infer_response(
     n, n_labels = len(predictions), len(info["labels"])
     outputs, blobs = [], []
     for name, binary in request.outputs:
-        if name == LABEL:
-            tensor: dict[str, Any] = {"name": LABEL, "datatype": "BYTES", "shape": [n]}
-            labels = [p.label for p in predictions]
-            blob = b"".join(_LENGTH.pack(len(e)) + e for e in (label.encode() for label in labels)) if binary else None
-            data: list[Any] = labels
+        if name in (LABEL, EXPLANATION):
+            tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [n]}
+            strings = (
+                [p.label for p in predictions]
+                if name == LABEL
+                else [dumps(explanation_json(p.label, p.explanation)).decode() for p in predictions]
+            )
+            blob = b"".join(_LENGTH.pack(len(e)) + e for e in (s.encode() for s in strings)) if binary else None
+            data: list[Any] = strings
         else:
             tensor = {"name": PROBABILITIES, "datatype": "FP32", "shape": [n, n_labels]}
             values = array("f")
@@ -192,9 +208,9 @@ def _outputs(requested: Any, binary_default: bool) -> tuple[tuple[str, bool], ..
         raise InvalidInput("'outputs' must be a non-empty array of {'name': ...} objects", reason="bad_tensor")
     chosen: list[tuple[str, bool]] = []
     for i, output in enumerate(requested):
-        if not isinstance(output, dict) or output.get("name") not in OUTPUTS:
+        if not isinstance(output, dict) or output.get("name") not in REQUESTABLE:
             name = output.get("name") if isinstance(output, dict) else output
-            raise InvalidInput(f"outputs[{i}] must name one of {list(OUTPUTS)}, not {name!r}", reason="bad_tensor")
+            raise InvalidInput(f"outputs[{i}] must name one of {list(REQUESTABLE)}, not {name!r}", reason="bad_tensor")
         where = f"outputs[{i}].parameters"
         binary = _flag(_object(output.get("parameters"), where), "binary_data", where, binary_default)
         if any(name == output["name"] for name, _ in chosen):

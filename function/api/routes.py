@@ -7,6 +7,7 @@ from aiohttp.typedefs import Handler
 from function.api import handlers, v2
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/", handlers.index),
     ("POST", "/prediction", handlers.prediction),
     ("POST", "/predictions", handlers.predictions),
     ("GET", "/model", handlers.model),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from function.api.validation import TEXT_PATTERN
+from function.inference.classifier import EXPLAINED_TERMS
 from function.model_info import REQUIRED
 from function.settings import Settings
 
@@ -24,9 +25,36 @@ class ApiRequestSchema(Schema):
     text = fields.String(required=True, validate=validate.Regexp(TEXT_PATTERN), metadata=_text | {"example": _EXAMPLE})
 
 
+class TermSchema(Schema):
+    term = fields.String(required=True)
+    weight = fields.Float(required=True, metadata={"description": "The term's L2-normed tf-idf weight in the text"})
+    contribution = fields.Float(
+        required=True, metadata={"description": "weight x the label's coefficient for the term"}
+    )
+
+
+class ExplanationSchema(Schema):
+    label = fields.String(required=True, metadata={"description": "The predicted label, whose decision is explained"})
+    decision = fields.Float(
+        required=True,
+        metadata={"description": "The label's decision value (the largest): intercept + terms + other_terms"},
+    )
+    intercept = fields.Float(required=True)
+    terms = fields.List(
+        fields.Nested(TermSchema),
+        required=True,
+        metadata={"description": f"The {EXPLAINED_TERMS} largest contributions, largest first"},
+    )
+    other_terms = fields.Float(required=True, metadata={"description": "The sum of the other terms' contributions"})
+
+
+_explanation = {"description": "Only with ?explain=true: why the text got its label"}
+
+
 class ApiResponseSchema(Schema):
     label = fields.String(required=True, metadata={"description": "The prediction label"})
     scores = fields.Dict(keys=fields.String(), values=fields.Float(), metadata=_scores)
+    explanation = fields.Nested(ExplanationSchema, metadata=_explanation)
 
 
 class BatchRequestSchema(Schema):
@@ -46,6 +74,7 @@ class BatchResponseSchema(Schema):
         fields.String(), required=True, metadata={"description": "One label per text, in the order of the request"}
     )
     scores = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()), metadata=_scores)
+    explanations = fields.List(fields.Nested(ExplanationSchema), metadata=_explanation)
 
 
 class ErrorSchema(Schema):
@@ -55,6 +84,12 @@ class ErrorSchema(Schema):
 
 class StatusSchema(Schema):
     status = fields.String(required=True)
+
+
+class IndexSchema(Schema):
+    service = fields.String(required=True)
+    model = fields.Dict(required=True, metadata={"description": "name, version and labels"})
+    links = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 
 _JSON_FIELDS: dict[type, type[fields.Field]] = {str: fields.String, dict: fields.Dict}
@@ -126,13 +161,20 @@ class V2InferInputSchema(Schema):
 
 
 class V2RequestedOutputSchema(Schema):
-    name = fields.String(required=True, validate=validate.OneOf(["label", "probabilities"]), metadata=_tensor_name)
+    name = fields.String(
+        required=True, validate=validate.OneOf(["label", "probabilities", "explanation"]), metadata=_tensor_name
+    )
     parameters = fields.Dict(metadata={"description": "binary_data: true to receive it as binary data"})
 
 
 class V2InferRequestSchema(Schema):
     id = fields.String(metadata={"description": "Echoed in the response"})
-    parameters = fields.Dict(metadata={"description": "binary_data_output: true for binary outputs"})
+    parameters = fields.Dict(
+        metadata={
+            "description": "binary_data_output: true for binary outputs; explain: true adds the output "
+            "'explanation' (BYTES [N], each a JSON explanation, as ?explain=true gives on /prediction)"
+        }
+    )
     inputs = fields.List(
         fields.Nested(V2InferInputSchema),
         required=True,

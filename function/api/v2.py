@@ -113,7 +113,7 @@ async def infer(request: web.Request) -> web.Response:
     async with tensor_body(request) as (header, binary):
         wanted = parse_infer_request(header, binary, request.app[SETTINGS].max_batch_items)
         del binary  # a view of the body: let it go with the body
-        predictions = await classifier.predict(wanted.texts)
+        predictions = await classifier.predict(wanted.texts, wanted.explain)
     body, json_length = infer_response(wanted, info, predictions)
     if json_length is None:
         return web.Response(body=body, content_type=JSON_CONTENT_TYPE)

@@ -37,12 +37,21 @@ def check_text(value: Any, where: str) -> str:
     return value
 
 
+_FOR_MANY = 'to classify several texts, POST {"texts": [...]} to /predictions'
+
+
 def prediction_text(body: Any) -> str:
     """The ``text`` of a ``POST /prediction`` body; unknown fields are ignored."""
+    if isinstance(body, list):
+        raise InvalidInput(f'the body must be a JSON object, {{"text": "..."}}; {_FOR_MANY}', reason="not_object")
     obj = _object(body)
     if "text" not in obj:
-        raise InvalidInput("the field 'text' is required", reason="missing_field")
-    return check_text(obj["text"], "text")
+        hint = f"; {_FOR_MANY}" if "texts" in obj else ""
+        raise InvalidInput(f"the field 'text' is required{hint}", reason="missing_field")
+    text = obj["text"]
+    if isinstance(text, list):
+        raise InvalidInput(f"'text' must be a string, not an array; {_FOR_MANY}", reason="wrong_type")
+    return check_text(text, "text")
 
 
 def prediction_texts(body: Any, max_items: int) -> list[str]:

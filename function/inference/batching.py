@@ -31,11 +31,12 @@ log = logging.getLogger(__name__)
 
 
 class _Item:
-    __slots__ = ("arrived", "future", "text")
+    __slots__ = ("arrived", "explain", "future", "text")
 
-    def __init__(self, text: str, future: asyncio.Future[Prediction]) -> None:
+    def __init__(self, text: str, future: asyncio.Future[Prediction], explain: bool) -> None:
         self.text = text
         self.future = future
+        self.explain = explain
         self.arrived = time.monotonic()  # same clock as the worker's start stamp
 
 
@@ -92,8 +93,8 @@ class AdaptiveBatcher:
         self._work = asyncio.Event()
         self._task = asyncio.create_task(self._dispatch(), name="batcher")
 
-    async def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Queue ``texts`` and wait for their predictions, in order."""
+    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]:
+        """Queue ``texts`` and wait for their predictions (with explanations if ``explain``), in order."""
         if self._work is None or not self.running:
             raise ModelUnavailable("the model is not serving")
         if self.pool.failed:
@@ -101,7 +102,7 @@ class AdaptiveBatcher:
         if self._pending + len(texts) > self._max_pending:
             raise Overloaded("too many requests are queued; retry shortly")
         loop = asyncio.get_running_loop()
-        items = [_Item(text, loop.create_future()) for text in texts]
+        items = [_Item(text, loop.create_future(), explain) for text in texts]
         self._pending += len(items)
         for item in items:
             (self._long if len(item.text) > self._long_text else self._short).append(item)
@@ -171,7 +172,8 @@ class AdaptiveBatcher:
 
     async def _run(self, worker: WorkerProcess, batch: list[_Item], long: bool) -> None:
         try:
-            result = await self.pool.predict(worker, [item.text for item in batch])
+            explain = tuple(i for i, item in enumerate(batch) if item.explain)
+            result = await self.pool.predict(worker, [item.text for item in batch], explain)
         except NotSent:  # the worker had died while idle: the texts go back to the front of their lane
             (self._long if long else self._short).extendleft(reversed(batch))
             self._pending += len(batch)  # taken off again below
@@ -181,10 +183,9 @@ class AdaptiveBatcher:
             log.exception("inference failed for a batch of %d", len(batch))
             self._fail(batch, ServiceError("inference failed"))
         else:
-            self._metrics.observe_batch(
-                len(batch), result.seconds, [result.started - item.arrived for item in batch], result.labels
-            )
-            for item, prediction in zip(batch, decode(result, len(self.labels)), strict=True):
+            predictions = decode(result, len(self.labels))
+            self._metrics.observe_batch(result.seconds, [result.started - item.arrived for item in batch], predictions)
+            for item, prediction in zip(batch, predictions, strict=True):
                 if not item.future.done():
                     item.future.set_result(prediction)
         finally:

@@ -5,10 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+#: Terms an explanation lists; the contributions of the others are given as one sum.
+EXPLAINED_TERMS = 10
+
+
+class Explanation(NamedTuple):
+    """Why a text got its label: the label's decision value is ``intercept + sum(terms) + other``."""
+
+    decision: float  # the label's decision value, the largest of the labels'
+    intercept: float
+    #: (term, L2-normed tf-idf weight, contribution = weight x the label's coefficient), the
+    #: ``EXPLAINED_TERMS`` largest contributions first.
+    terms: list[tuple[str, float, float]]
+    other: float  # the sum of the contributions of the text's other terms
+
 
 class Prediction(NamedTuple):
     label: str
     probabilities: Sequence[float]  # in the order of the classifier's labels
+    tokens: int = 0  # the text's tokens
+    unknown: int = 0  # of those, the ones the model's vocabulary does not know
+    explanation: Explanation | None = None  # only when asked for
 
 
 class Classifier(Protocol):
@@ -31,4 +48,4 @@ class Classifier(Protocol):
 
     async def stop(self, grace: float) -> None: ...
 
-    async def predict(self, texts: Sequence[str]) -> list[Prediction]: ...
+    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]: ...

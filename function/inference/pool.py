@@ -98,9 +98,9 @@ class InferencePool:
         w.release()
         self._offer(w)
 
-    async def predict(self, w: WorkerProcess, texts: list[str]) -> BatchResult:
-        """Classify ``texts`` on the claimed worker ``w``, within the inference deadline."""
-        return await w.call(worker.predict, texts, within=self._inference_timeout)
+    async def predict(self, w: WorkerProcess, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
+        """Classify ``texts`` on the claimed worker ``w`` (explaining those at ``explain``), within the deadline."""
+        return await w.call(worker.predict, texts, explain, within=self._inference_timeout)
 
     def _offer(self, w: WorkerProcess) -> None:
         if w.state is State.DEAD:

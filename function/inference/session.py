@@ -7,6 +7,7 @@ by the server process, which stays free of onnxruntime and numpy.
 from __future__ import annotations
 
 import os
+import weakref
 
 # NOTE: before onnxruntime is imported. Its 1DS telemetry would otherwise persist a device id under
 # $HOME, write /var/tmp/.ses, warn in colour on stderr and look up an outside host some seconds
@@ -14,11 +15,13 @@ import os
 os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
-from function.model_info import INPUT, OUTPUTS
+from function.inference.classifier import EXPLAINED_TERMS, Explanation
+from function.model_info import EXPLAIN_OUTPUTS, HEALTH_OUTPUTS, INPUT, OUTPUTS, VOCABULARY
 
 InferenceSession = ort.InferenceSession
 
@@ -28,6 +31,8 @@ InferenceSession = ort.InferenceSession
 #: 21-32 (about 10% under one padded call), and it keeps the worker's heap from growing to
 #: the largest padded batch ever seen (+3.5 MB instead of +18 MB after 300 batches of 32).
 PADDING_BUDGET = 1.5
+#: The outputs of every call: label, probabilities, tokens, unknown tokens.
+_SERVED = OUTPUTS + HEALTH_OUTPUTS
 
 
 def load_session(model: str | bytes) -> ort.InferenceSession:
@@ -64,19 +69,66 @@ def length_runs(lengths: Sequence[int], budget: float = PADDING_BUDGET) -> list[
     return runs
 
 
-def predict(session: ort.InferenceSession, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Labels and float32 probabilities (texts x labels) of ``texts``, in the order given."""
+class Outputs(NamedTuple):
+    """What one call of the model gives, in the order of the texts."""
+
+    labels: list[str]
+    probabilities: np.ndarray  # float32 (texts x labels)
+    tokens: np.ndarray  # int32, one per text
+    unknown: np.ndarray  # int32, one per text
+    explanations: dict[int, Explanation]  # by index, for the texts asked for
+
+
+def predict(session: ort.InferenceSession, texts: Sequence[str], explain: Sequence[int] = ()) -> Outputs:
+    """Labels, probabilities and token counts of ``texts``, and explanations of those at ``explain``.
+
+    The explanations' outputs are values the graph computes anyway, fetched only for a run that
+    has a text to explain.
+    """
+    n = len(texts)
+    labels = np.empty(n, dtype=object)
+    probabilities: np.ndarray | None = None
+    tokens, unknown = np.empty(n, np.int32), np.empty(n, np.int32)
+    explanations: dict[int, Explanation] = {}
+    wanted = set(explain)
     runs = length_runs([len(t) for t in texts])
-    if len(runs) <= 1:
-        labels, probabilities = session.run(list(OUTPUTS), {INPUT: np.array(texts, dtype=object)})
-    else:
-        labels = np.empty(len(texts), dtype=object)
-        probabilities = None
-        for run in runs:
-            feed = {INPUT: np.array([texts[i] for i in run], dtype=object)}
-            run_labels, run_probabilities = session.run(list(OUTPUTS), feed)
-            if probabilities is None:
-                probabilities = np.empty((len(texts), run_probabilities.shape[1]), np.float32)
-            labels[run] = run_labels
-            probabilities[run] = run_probabilities
-    return labels.tolist(), np.ascontiguousarray(probabilities, np.float32)
+    if len(runs) == 1:  # one call: in the order given
+        runs = [list(range(n))]
+    for run in runs:
+        asked = [row for row, i in enumerate(run) if i in wanted]
+        names = _SERVED + (EXPLAIN_OUTPUTS if asked else ())
+        feed = texts if len(runs) == 1 else [texts[i] for i in run]
+        out = session.run(list(names), {INPUT: np.array(feed, dtype=object)})
+        if probabilities is None:
+            probabilities = np.empty((n, out[1].shape[1]), np.float32)
+        labels[run], probabilities[run], tokens[run], unknown[run] = out[0], out[1], out[2], out[3]
+        for row in asked:
+            explanations[run[row]] = explanation(out[4:], vocabulary(session), row)
+    assert probabilities is not None
+    return Outputs(labels.tolist(), probabilities, tokens, unknown, explanations)
+
+
+def explanation(outputs: Sequence[np.ndarray], terms: np.ndarray, row: int, top: int = EXPLAINED_TERMS) -> Explanation:
+    """The explanation of text ``row`` of a call, from that call's ``EXPLAIN_OUTPUTS``; ``terms`` by id."""
+    term_row, term, x, norm, contrib, decision, bias = outputs
+    label = int(np.argmax(decision[row]))
+    mine = (term_row == row) & (x > 0)  # padding and unknown tokens have weight 0
+    weights = x[mine].astype(np.float64) / float(norm[row])
+    contribution = contrib[mine, label].astype(np.float64) / float(norm[row])
+    order = np.argsort(-contribution, kind="stable")[:top]
+    names = terms[term[mine][order]]
+    listed = [(str(n), float(weights[i]), float(contribution[i])) for n, i in zip(names, order, strict=True)]
+    other = float(contribution.sum() - contribution[order].sum())
+    return Explanation(float(decision[row, label]), float(bias[label]), listed, other)
+
+
+_vocabularies: weakref.WeakKeyDictionary[ort.InferenceSession, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+def vocabulary(session: ort.InferenceSession) -> np.ndarray:
+    """The session's terms by id, fetched from the graph at the first explanation (about 3 MB)."""
+    terms = _vocabularies.get(session)
+    if terms is None:
+        [terms] = session.run([VOCABULARY], {INPUT: np.array([""], dtype=object)})
+        _vocabularies[session] = terms
+    return terms

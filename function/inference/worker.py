@@ -56,8 +56,8 @@ def init(config: WorkerConfig, server: int) -> None:
     threading.Thread(target=_watch, args=(server,), name="watch", daemon=True).start()
 
 
-def predict(texts: list[str], session: InferenceSession | None = None) -> BatchResult:
-    """Classify ``texts``; ``session`` defaults to this worker's (tests pass their own)."""
+def predict(texts: list[str], explain: tuple[int, ...] = (), session: InferenceSession | None = None) -> BatchResult:
+    """Classify ``texts``, explaining those at the indices ``explain``; ``session`` defaults to this worker's."""
     from function.inference import session as onnx_session
 
     session = session or _state.session
@@ -67,8 +67,16 @@ def predict(texts: list[str], session: InferenceSession | None = None) -> BatchR
     _state.busy = True
     try:
         started = time.monotonic()
-        labels, probabilities = onnx_session.predict(session, texts)
-        return BatchResult(labels, probabilities.tobytes(), started, time.monotonic() - started)
+        out = onnx_session.predict(session, texts, explain)
+        return BatchResult(
+            out.labels,
+            out.probabilities.tobytes(),
+            out.tokens.tobytes(),
+            out.unknown.tobytes(),
+            started,
+            time.monotonic() - started,
+            out.explanations,
+        )
     finally:
         _state.busy = False
 

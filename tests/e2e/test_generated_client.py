@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import http
-from tests.e2e.test_open_inference import CLIENTS_PYTHON, SCRIPTS
+from tests.e2e.test_inference_clients import CLIENTS_PYTHON, SCRIPTS
 from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e

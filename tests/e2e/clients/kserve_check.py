@@ -1,6 +1,6 @@
 """Drive the service with KServe's REST client (Open Inference Protocol); print what it saw as JSON.
 
-Run by tests/e2e/test_open_inference.py with .venv/clients/bin/python:
+Run by tests/e2e/test_inference_clients.py with .venv/clients/bin/python:
 ``kserve_check.py BASE_URL MODEL TEXTS.json``.
 """
 

@@ -1,6 +1,6 @@
 """Drive the service with tritonclient's HTTP client; print what it saw as one JSON object.
 
-Run by tests/e2e/test_open_inference.py with .venv/clients/bin/python:
+Run by tests/e2e/test_inference_clients.py with .venv/clients/bin/python:
 ``triton_check.py HOST:PORT MODEL TEXTS.json``.
 """
 
