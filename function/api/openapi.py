@@ -1,4 +1,4 @@
-"""The OpenAPI (Swagger 2.0) document and the Swagger UI page.
+"""The OpenAPI (Swagger 2.0) document.
 
 ``python -m function.api.openapi`` generates the document from the handlers' schemas with
 aiohttp-apispec (``make openapi`` commits it as ``openapi.json``; ``make test`` checks that it
@@ -12,13 +12,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import aiohttp_apispec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_apispec import AiohttpApiSpec
-from jinja2 import Template
 
-from function.api.routes import DOCS_PATH, DOCS_STATIC, ROUTES
+from function.api.routes import ROUTES
 from function.errors import StartupError
 from function.jsonio import dumps_pretty
 
@@ -77,27 +75,6 @@ def _stand_in() -> Handler:
         raise NotImplementedError
 
     return never_called
-
-
-def add_docs(app: web.Application) -> None:
-    """Swagger UI at /docs, from the assets aiohttp-apispec ships."""
-    assets = Path(aiohttp_apispec.__file__).parent / "static"
-    page = Template((assets / "index.html").read_text()).render(path="/openapi.json", static=DOCS_STATIC)
-    # NOTE: a fixed list of file names, not a static route: nothing outside it can be asked for,
-    # and a missing file is an ordinary JSON 404 (counted as one).
-    files = {path.name: path for path in assets.iterdir() if path.is_file() and path.name != "index.html"}
-
-    async def swagger_ui(request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html")
-
-    async def swagger_asset(request: web.Request) -> web.FileResponse:
-        path = files.get(request.match_info["name"])
-        if path is None:
-            raise web.HTTPNotFound()
-        return web.FileResponse(path)
-
-    app.router.add_get(DOCS_PATH, swagger_ui)
-    app.router.add_get(DOCS_STATIC + "/{name}", swagger_asset)
 
 
 if __name__ == "__main__":
