@@ -19,6 +19,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const TEXT = "the shuttle launch was delayed by the weather";
 const TIMEOUT_MS = 30_000;
 const FOREIGN = "https://foreign.invalid";
+const BLOCKED = /Content.Security.Policy|Mixed Content/i;
 
 const [baseUrl, hostRules] = process.argv.slice(2);
 if (!baseUrl) {
@@ -87,9 +88,11 @@ try {
   await operation.locator("button.try-out__btn").click();
   await operation.locator("textarea.body-param__text").fill(JSON.stringify({ text: TEXT }));
 
-  const answered = page
-    .waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname.endsWith("/prediction"))
-    .catch(() => null);
+  // An answer, or the browser's refusal to send the request (then there is no answer to wait for).
+  const answered = Promise.race([
+    page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname.endsWith("/prediction")),
+    page.waitForEvent("console", (m) => BLOCKED.test(m.text())).then(() => null),
+  ]).catch(() => null);
   await operation.locator("button.execute").click();
   const response = await answered;
   report.requestUrl = (await operation.locator(".request-url pre").textContent().catch(() => null))?.trim() ?? null;
@@ -117,7 +120,7 @@ try {
 } finally {
   // Checked whatever happened above: a stray request is often why a step failed.
   check(report.foreign.length === 0, `requests to other hosts: ${report.foreign.join(", ")}`);
-  const blocked = report.console.filter((line) => /Content.Security.Policy|Mixed Content/i.test(line));
+  const blocked = report.console.filter((line) => BLOCKED.test(line));
   check(blocked.length === 0, `blocked by the browser: ${blocked.join(" | ")}`);
   await context?.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });
