@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -57,6 +57,22 @@ train: $(DEV)
 openapi: $(RUNTIME)
 	$(BIN)/python -m function.api.openapi 2 > openapi.json
 	$(BIN)/python -m function.api.openapi 3 > openapi3.json
+
+SWAGGER_UI := function/api/swagger_ui
+SWAGGER_UI_FILES := swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-32x32.png LICENSE NOTICE
+
+## swagger-ui: refresh function/api/swagger_ui/ from npm's swagger-ui-dist as its package-lock.json pins it
+## (SWAGGER_UI_VERSION=5.x.y moves to that release); SHA256SUMS records the files and a test checks them
+swagger-ui:
+	@set -euo pipefail; work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	cp $(SWAGGER_UI)/package.json $(SWAGGER_UI)/package-lock.json "$$work"/; \
+	if [ -n "$(SWAGGER_UI_VERSION)" ]; then \
+	  npm install --prefix "$$work" --save-exact --ignore-scripts --no-audit --no-fund swagger-ui-dist@$(SWAGGER_UI_VERSION); \
+	else npm ci --prefix "$$work" --ignore-scripts --no-audit --no-fund; fi; \
+	cp "$$work"/package.json "$$work"/package-lock.json $(SWAGGER_UI)/; \
+	for name in $(SWAGGER_UI_FILES); do cp "$$work/node_modules/swagger-ui-dist/$$name" $(SWAGGER_UI)/; done; \
+	(cd $(SWAGGER_UI) && sha256sum $(SWAGGER_UI_FILES) > SHA256SUMS); \
+	echo "$(SWAGGER_UI): swagger-ui-dist $$(node -p 'require("./$(SWAGGER_UI)/package-lock.json").packages["node_modules/swagger-ui-dist"].version')"
 
 NODE_TOOLS := tests/e2e/node_modules/.installed
 

@@ -46,11 +46,11 @@ from function.inference.session import InferenceSession, load_session, predict
 from function.model_info import (
     EXPLAIN_OUTPUTS,
     HEALTH_OUTPUTS,
-    VOCABULARY,
     INPUT,
     METADATA_FILE,
     MODEL_FILE,
     OUTPUTS,
+    VOCABULARY,
     describe,
     sha256_of,
 )

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from function.api.access_log import ACCESS_LOGGER, AccessLogger
 from function.api.body import BodyBudget, defer_continue
+from function.api.docs import add_docs
 from function.api.middleware import UNMATCHED, RequestIds, service_middleware
-from function.api.openapi import add_docs, committed_documents
+from function.api.openapi import committed_documents
 from function.api.routes import ROUTES
 from function.heap import QUIET_SECONDS, IdleTrim
 from function.inference.batching import AdaptiveBatcher
@@ -72,7 +73,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
             app.router.add_get(path, handler)  # HEAD too, as RFC 9110 asks
         else:
             app.router.add_route(method, path, handler, expect_handler=defer_continue)
-    add_docs(app)
+    add_docs(app, "/openapi3.json")
     app.cleanup_ctx.append(_classifier_context)
     app.cleanup_ctx.append(_garbage_collector_context)
     app.cleanup_ctx.append(_heap_trim_context)

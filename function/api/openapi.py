@@ -1,4 +1,4 @@
-"""The API documents, Swagger 2.0 (``openapi.json``) and OpenAPI 3.0 (``openapi3.json``), and the Swagger UI page.
+"""The API documents: Swagger 2.0 (``openapi.json``) and OpenAPI 3.0 (``openapi3.json``).
 
 ``python -m function.api.openapi [2|3]`` generates a document from the handlers' schemas: the
 Swagger 2.0 one with aiohttp-apispec, the OpenAPI 3.0 one converted from it, so that both always
@@ -15,13 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aiohttp_apispec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_apispec import AiohttpApiSpec
-from jinja2 import Template
 
-from function.api.routes import DOCS_PATH, DOCS_STATIC, ROUTES
+from function.api.routes import ROUTES
 from function.errors import StartupError
 from function.jsonio import dumps_pretty
 from function.model_info import METADATA_FILE, load_model_info
@@ -169,27 +167,6 @@ def _stand_in() -> Handler:
         raise NotImplementedError
 
     return never_called
-
-
-def add_docs(app: web.Application) -> None:
-    """Swagger UI at /docs, from the assets aiohttp-apispec ships."""
-    assets = Path(aiohttp_apispec.__file__).parent / "static"
-    page = Template((assets / "index.html").read_text()).render(path="/openapi.json", static=DOCS_STATIC)
-    # NOTE: a fixed list of file names, not a static route: nothing outside it can be asked for,
-    # and a missing file is an ordinary JSON 404 (counted as one).
-    files = {path.name: path for path in assets.iterdir() if path.is_file() and path.name != "index.html"}
-
-    async def swagger_ui(request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html")
-
-    async def swagger_asset(request: web.Request) -> web.FileResponse:
-        path = files.get(request.match_info["name"])
-        if path is None:
-            raise web.HTTPNotFound()
-        return web.FileResponse(path)
-
-    app.router.add_get(DOCS_PATH, swagger_ui)
-    app.router.add_get(DOCS_STATIC + "/{name}", swagger_asset)
 
 
 if __name__ == "__main__":
