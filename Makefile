@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi container-test bench-model bench-memory bench-deadline bench bench-smoke bench-profile soak e2e clean
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -81,6 +81,10 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.memory --bursts 2 --quiet 1 --out bench/out/MEMORY.md
 	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
+
+## bench-profile: py-spy on the event loop under 64 connections, costs per request by step (bench/out/PROFILE.md; needs ptrace: root)
+bench-profile: $(DEV)
+	$(BIN)/python -m bench.profile
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)
