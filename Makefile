@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean
+.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -117,6 +117,10 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
 	$(BIN)/python -m bench.curve --smoke --out bench/out/curve.json
 	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
+
+## bench-profile: py-spy on the event loop under 64 connections, costs per request by step (bench/out/PROFILE.md; needs ptrace: root)
+bench-profile: $(DEV)
+	$(BIN)/python -m bench.profile
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)

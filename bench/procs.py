@@ -132,3 +132,20 @@ def cpu_by_role(root: int) -> dict[str, float]:
         name = role_of(pid, _parent_of(pid) or 0, _command(pid), root)
         totals[name] = totals.get(name, 0.0) + cpu_seconds(pid)
     return totals
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU time so far of each thread of ``pid``, by thread id ({} if it is gone)."""
+    try:
+        tids = [int(entry.name) for entry in (PROC / str(pid) / "task").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for tid in tids:
+        try:
+            fields = (PROC / str(pid) / "task" / str(tid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        times[tid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times

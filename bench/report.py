@@ -5,11 +5,14 @@ from __future__ import annotations
 from bench.procs import ProcessMemory, mb, role, total_pss_mb, total_rss_mb
 from bench.results import BATCH_SIZE, QUIET_SECONDS, TARGET_CONNECTIONS, Results
 from bench.stats import median, percentile_ms
+from bench.steps import NOISY_SHARE
 from bench.tables import markdown_table
 from bench.targets import Target
 from bench.wrk import TIMEOUT_SECONDS, WrkResult
 
 SOAK_HEADING = "## Soak"
+#: Scaling efficiency from which the cores count as scaling.
+SCALES = 0.85
 
 
 def _ms(value: float) -> str:
@@ -57,25 +60,55 @@ def ceilings(r: Results) -> list[str]:
                 "`function.inference.worker.predict` on one test text a call, one onnxruntime thread per process",
             ]
         )
+    if r.floor is not None:
+        f = r.floor
+        rows.append(
+            [
+                f"floor: the least aiohttp server, {f.connections} conns",
+                f"{f.ok_rps:.0f} req/s",
+                "`python -m bench.floor_server`: aiohttp + uvloop, orjson decode, `text` checked, a constant "
+                f"label; p50 {_ms(f.latency_ms['p50'])} ms, p99 {_ms(f.latency_ms['p99'])} ms",
+            ]
+        )
     if r.http_ceiling is not None:
         h = r.http_ceiling
         rows.append(
             [
                 f"HTTP-only: constant classifier, {h.connections} conns",
                 f"{h.ok_rps:.0f} req/s",
-                f"`python -m bench.constant_server`; p50 {_ms(h.latency_ms['p50'])} ms, "
-                f"p99 {_ms(h.latency_ms['p99'])} ms",
+                f"`python -m bench.constant_server` (the service's whole HTTP stack); p50 {_ms(h.latency_ms['p50'])} "
+                f"ms, p99 {_ms(h.latency_ms['p99'])} ms",
             ]
         )
-    ideal = r.ideal_rps
+    ideal, http_ideal = r.floor_ideal_rps, r.ideal_rps
     if ideal is not None:
         rows.append(
-            ["ideal = 1 / (1/model + 1/http)", f"{ideal:.0f} req/s", "both costs paid in turn on the same cores"]
+            [
+                "**ideal = 1 / (1/floor + 1/model)** (the target's)",
+                f"{ideal:.0f} req/s",
+                "the least HTTP cost and the model's, paid in turn on the same cores",
+            ]
+        )
+    if http_ideal is not None:
+        rows.append(
+            [
+                "ideal of the service's own HTTP stack = 1 / (1/HTTP-only + 1/model)",
+                f"{http_ideal:.0f} req/s",
+                "what batching and the hand-off to workers may cost at most",
+            ]
         )
     at64 = r.service.get(TARGET_CONNECTIONS)
     if at64 is not None:
-        share = f" = {at64.ok_rps / ideal:.2f} x ideal" if ideal else ""
-        rows.append([f"service, WORKERS=2, {TARGET_CONNECTIONS} conns", f"{at64.ok_rps:.0f} req/s", f"measured{share}"])
+        shares = [
+            f"{at64.ok_rps / x:.2f} x {name}" for x, name in ((ideal, "ideal"), (http_ideal, "HTTP-only ideal")) if x
+        ]
+        rows.append(
+            [
+                f"service, WORKERS=2, {TARGET_CONNECTIONS} conns",
+                f"{at64.ok_rps:.0f} req/s",
+                "measured = " + ", ".join(shares),
+            ]
+        )
     return [
         "## Ceilings and the ideal",
         "",
@@ -93,24 +126,27 @@ def rounds_section(r: Results) -> list[str]:
         [
             str(i),
             f"{x.model_docs_per_second:.0f}",
+            f"{x.floor_rps:.0f}",
             f"{x.http_rps:.0f}",
             f"{x.ideal_rps:.0f}",
             f"{x.service.ok_rps:.0f}",
-            f"{x.ratio:.2f}",
+            f"**{x.ratio:.2f}**",
+            f"{x.http_ratio:.2f}",
             _ms(x.service.latency_ms["p50"]),
             _ms(x.service.latency_ms["p99"]),
         ]
         for i, x in enumerate(rounds, start=1)
     ]
+    header = ["round", "model docs/s", "floor req/s", "HTTP-only req/s", "ideal req/s", "service req/s", "x ideal",
+              "x HTTP-only ideal", "p50 ms", "p99 ms"]  # fmt: skip
     return [
-        f"The model-only, HTTP-only and {TARGET_CONNECTIONS}-connection figures, measured again back to back "
+        f"The model-only, floor, HTTP-only and {TARGET_CONNECTIONS}-connection figures, measured again back to back "
         f"after the main steps (round 1 is the main steps' own). The machine's speed drifts over minutes, "
-        "so the throughput and p99 targets are judged on the median of the rounds:",
+        "so the throughput and p99 targets are judged on the median of the rounds; the target's ratio is "
+        '"x ideal" (of the floor and the model), "x HTTP-only ideal" leaves the cost of the service\'s own '
+        "HTTP stack (middleware, metrics, access log, validation) out:",
         "",
-        markdown_table(
-            ["round", "model docs/s", "HTTP-only req/s", "ideal req/s", "service req/s", "x ideal", "p50 ms", "p99 ms"],
-            rows,
-        ),
+        markdown_table(header, rows),
         "",
     ]
 
@@ -201,30 +237,28 @@ def memory_section(r: Results) -> list[str]:
     root = r.memory[0].pid
     at_end = {p.pid: p for p in r.memory_at_end}
 
-    def rss_at_end(p: ProcessMemory) -> str:
-        return f"{mb(at_end[p.pid].rss_kib):.1f}" if p.pid in at_end else "n/a"
+    def pss(kib: int | None) -> str:
+        return f"{mb(kib):.1f}" if kib is not None else "n/a"
 
-    rows = [
-        [
-            role(p, root),
-            str(p.pid),
-            rss_at_end(p),
-            f"{mb(p.rss_kib):.1f}",
-            f"{mb(p.pss_kib):.1f}" if p.pss_kib is not None else "n/a",
-        ]
-        for p in r.memory
-    ]
-    pss = total_pss_mb(r.memory)
+    def ended(p: ProcessMemory) -> list[str]:
+        then = at_end.get(p.pid)
+        return [f"{mb(then.rss_kib):.1f}", pss(then.pss_kib)] if then is not None else ["n/a", "n/a"]
+
+    rows = [[role(p, root), str(p.pid), *ended(p), f"{mb(p.rss_kib):.1f}", pss(p.pss_kib)] for p in r.memory]
+    pss_end, pss_quiet = total_pss_mb(r.memory_at_end) if r.memory_at_end else None, total_pss_mb(r.memory)
     rows.append(
         [
             "**total**",
             "",
             f"**{total_rss_mb(r.memory_at_end):.1f}**" if r.memory_at_end else "n/a",
+            f"**{pss_end:.1f}**" if pss_end is not None else "n/a",
             f"**{total_rss_mb(r.memory):.1f}**",
-            f"**{pss:.1f}**" if pss is not None else "n/a",
+            f"**{pss_quiet:.1f}**" if pss_quiet is not None else "n/a",
         ]
     )
     quiet = f"{QUIET_SECONDS:.0f} s later"
+    header = ["process", "pid", "RSS MB as the load ended", "PSS MB as the load ended", f"RSS MB {quiet}",
+              f"PSS MB {quiet}"]  # fmt: skip
     return [
         "## Memory after the load (WORKERS=2)",
         "",
@@ -234,9 +268,10 @@ def memory_section(r: Results) -> list[str]:
         "to the OS (`function/heap.py`, due 1 to 1.5 s into a quiet spell). Size a container from the first "
         "column, which holds what the load grew. RSS counts shared pages in every process that maps them "
         "(the forkserver's preloaded onnxruntime, copy-on-write in the workers); PSS divides them among the "
-        "sharers, so the PSS total is what the tree really occupies. MB = 10^6 bytes.",
+        "sharers, so the PSS total is what the tree really occupies (the memory target's figure). "
+        "MB = 10^6 bytes.",
         "",
-        markdown_table(["process", "pid", "RSS MB as the load ended", f"RSS MB {quiet}", f"PSS MB {quiet}"], rows),
+        markdown_table(header, rows),
         "",
     ]
 
@@ -284,16 +319,115 @@ def scaling_section(r: Results) -> list[str]:
     if not r.scaling:
         return []
     base = r.scaling.get(1)
+    model_base = base.model if base is not None else None
     rows = []
-    for workers, w in sorted(r.scaling.items()):
-        speedup = f"{w.ok_rps / base.ok_rps:.2f}x" if base else "n/a"
-        rows.append([str(workers), f"{w.ok_rps:.0f}", _ms(w.latency_ms["p50"]), _ms(w.latency_ms["p99"]), speedup])
+    for workers, point in sorted(r.scaling.items()):
+        w, cpu, model = point.service, point.cost.cpu, point.model
+        rows.append(
+            [
+                str(workers),
+                f"{w.ok_rps:.0f}",
+                f"{w.ok_rps / (workers * base.service.ok_rps):.2f}" if base else "n/a",
+                _ms(w.latency_ms["p50"]),
+                _ms(w.latency_ms["p99"]),
+                f"{model.docs_per_second:.0f}" if model else "n/a",
+                f"{model.docs_per_second / (workers * model_base.docs_per_second):.2f}"
+                if model and model_base
+                else "n/a",
+                f"{cpu.server / cpu.wall:.0%}",
+                f"{cpu.workers / cpu.wall:.0%}",
+                f"{cpu.load_generator / cpu.wall:.0%}",
+                f"{cpu.others / cpu.wall:.0%}",
+                f"{cpu.machine / cpu.wall / max(1, r.cpus):.0%}",
+            ]
+        )
+    header = ["WORKERS", "2xx/s", "efficiency", "p50 ms", "p99 ms", "model-only docs/s", "model efficiency",
+              "event loop", "workers", "wrk", "others", "CPUs busy"]  # fmt: skip
     return [
-        f"## Worker scaling ({TARGET_CONNECTIONS} conns)",
+        f"## Worker scaling ({TARGET_CONNECTIONS} conns, {r.cpus} CPUs available)",
         "",
-        markdown_table(["WORKERS", "2xx/s", "p50 ms", "p99 ms", "vs 1 worker"], rows),
+        f"A fresh `python -m function` for each worker count from 1 to the CPUs available to the benchmark "
+        f"(affinity mask and cgroup quota, `function.cgroup.available_cpus`), each after the model alone in "
+        f"as many processes ({min(r.seconds_per_step, 6):.0f} s). Efficiency = throughput(n) / (n x "
+        "throughput(1)); model efficiency likewise for the model-only docs/s. CPU columns: share of one core "
+        "during the service's step (the server process, all workers, wrk, every other process); CPUs busy: "
+        "the whole machine's share of all its CPUs.",
         "",
+        markdown_table(header, rows),
+        "",
+        *limits_paragraph(r),
     ]
+
+
+def limits_paragraph(r: Results) -> list[str]:
+    """What limits throughput on this machine, read from the scaling step's own figures."""
+    if not r.scaling:
+        return []
+    top = r.scaling[max(r.scaling)]
+    n, w, cpu, b = top.workers, top.service, top.cost.cpu, top.cost.batching
+    requests = max(1, w.requests)
+    per_request = {
+        "event loop": cpu.server / requests * 1e6,
+        "workers": cpu.workers / requests * 1e6,
+        "wrk": cpu.load_generator / requests * 1e6,
+    }
+    spent = sum(per_request.values())
+    loop_share, busy = cpu.server / cpu.wall, cpu.machine / cpu.wall / max(1, r.cpus)
+    sentences = []
+    base = r.scaling.get(1)
+    if base is not None and n > 1:
+        efficiency = w.ok_rps / (n * base.service.ok_rps)
+        sentence = (
+            f"From 1 to {n} workers throughput went from {base.service.ok_rps:.0f} to {w.ok_rps:.0f} req/s, "
+            f"{efficiency:.2f} of linear"
+        )
+        if top.model is not None and base.model is not None:
+            model_efficiency = top.model.docs_per_second / (n * base.model.docs_per_second)
+            sentence += (
+                f"; the model alone in as many processes went from {base.model.docs_per_second:.0f} to "
+                f"{top.model.docs_per_second:.0f} docs/s, {model_efficiency:.2f} of linear"
+                + (
+                    ": the cores themselves scale."
+                    if model_efficiency >= SCALES
+                    else ": the cores themselves do not give n times one core's work."
+                )
+            )
+        sentences.append(sentence if sentence.endswith(".") else sentence + ".")
+    sentences.append(
+        f"With {n} worker(s) the machine was {busy:.0%} busy: the server process (event loop, executor and "
+        f"log threads) took {loop_share:.0%} of a core, the workers {cpu.workers / cpu.wall:.0%}, wrk "
+        f"{cpu.load_generator / cpu.wall:.0%}, other processes {cpu.others / cpu.wall:.0%}; a request cost "
+        + " + ".join(f"{v:.0f} µs ({k})" for k, v in per_request.items())
+        + f" = {spent:.0f} µs of CPU, so {r.cpus} CPUs could answer at most {r.cpus / spent * 1e6:.0f} req/s."
+    )
+    if cpu.others / cpu.wall > NOISY_SHARE:
+        sentences.append(
+            f"Other processes took {cpu.others / cpu.wall:.0%} of a core during the step: these figures are "
+            "disturbed, rerun on a quiet machine."
+        )
+    if loop_share >= 0.9:
+        sentences.append(
+            "The event loop is the limit: its one core is full, and more workers cannot raise throughput "
+            f"beyond 1 / {per_request['event loop']:.0f} µs = {1e6 / per_request['event loop']:.0f} req/s."
+        )
+    elif busy >= 0.9:
+        sentences.append(
+            "The CPUs are the limit: wrk, the event loop and the workers share them, so a worker more only "
+            "takes CPU from the event loop and wrk; the cost per request above is what must fall."
+        )
+    else:
+        wait = (
+            f" (each text waited {b.queue_wait_ms:.1f} ms for its batch; onnxruntime took {b.inference_ms:.1f} ms "
+            f"per batch of {b.mean_size:.1f})"
+            if b is not None
+            else ""
+        )
+        sentences.append(
+            f"Neither the CPUs ({1 - busy:.0%} idle) nor the event loop are full: the limit is the latency of the "
+            f"chain each of the {w.connections} closed-loop connections goes round, event loop, queue, worker, "
+            f"event loop{wait}, during which parts of the machine wait on one another."
+        )
+    return ["**What limits it on this machine.** " + " ".join(sentences), ""]
 
 
 def render(r: Results, targets: list[Target]) -> str:
@@ -302,7 +436,7 @@ def render(r: Results, targets: list[Target]) -> str:
         "# Service benchmark",
         "",
         f"Generated by `python -m bench.run` ({r.mode} mode) at {r.started}; every figure below comes from "
-        "this one run. Regenerate with `make bench` (5 to 7 minutes; `make bench-smoke` checks that every "
+        "this one run. Regenerate with `make bench` (6 to 8 minutes; `make bench-smoke` checks that every "
         "step runs, in seconds, without judging speed).",
         "",
         f"- **Machine**: {r.machine}. Load average before the run: {r.load_average}.",

@@ -48,19 +48,43 @@ def ideal_of(model_docs_per_second: float, http_rps: float) -> float:
 
 @dataclass(frozen=True)
 class RatioRound:
-    """The three figures the 64-connection throughput target compares, measured back to back."""
+    """The figures the 64-connection throughput target compares, measured back to back.
+
+    ``ideal_rps`` (the target's) joins the model-only ceiling with the floor, the least aiohttp
+    server; ``http_ideal_rps`` joins it with the service's own HTTP stack (constant classifier),
+    and so leaves out what the service's middleware, logging and validation cost.
+    """
 
     model_docs_per_second: float
     http_rps: float
+    floor_rps: float
     service: WrkResult
 
     @property
     def ideal_rps(self) -> float:
-        return ideal_of(self.model_docs_per_second, self.http_rps)
+        return ideal_of(self.model_docs_per_second, self.floor_rps)
 
     @property
     def ratio(self) -> float:
         return self.service.ok_rps / self.ideal_rps
+
+    @property
+    def http_ideal_rps(self) -> float:
+        return ideal_of(self.model_docs_per_second, self.http_rps)
+
+    @property
+    def http_ratio(self) -> float:
+        return self.service.ok_rps / self.http_ideal_rps
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    """The service with ``workers`` workers at the target's connections, and the model alone in as many processes."""
+
+    workers: int
+    service: WrkResult
+    cost: StepCost
+    model: CeilingResult | None
 
 
 @dataclass
@@ -74,13 +98,15 @@ class Results:
     wrk_threads: int
     model_ceiling: CeilingResult | None = None
     http_ceiling: WrkResult | None = None
+    floor: WrkResult | None = None  # python -m bench.floor_server at the target's connections
     service: dict[int, WrkResult] = field(default_factory=dict)  # connections -> result, WORKERS=2
     batch: dict[int, WrkResult] = field(default_factory=dict)  # connections -> POST /predictions result
     overload: OverloadResult | None = None
     cold_starts: list[float] = field(default_factory=list)
     memory: list[ProcessMemory] = field(default_factory=list)  # after a quiet spell following the load
     memory_at_end: list[ProcessMemory] = field(default_factory=list)  # the moment the last load step ended
-    scaling: dict[int, WrkResult] = field(default_factory=dict)  # workers -> result at 64 connections
+    cpus: int = 0  # CPUs available to the benchmark (affinity mask and cgroup quota)
+    scaling: dict[int, ScalingPoint] = field(default_factory=dict)  # workers -> fresh server at 64 connections
     costs: list[StepCost] = field(default_factory=list)
     extra_rounds: list[RatioRound] = field(default_factory=list)  # model, HTTP-only, service again
     repeated_steps: int = 0
@@ -88,14 +114,22 @@ class Results:
 
     @property
     def ideal_rps(self) -> float | None:
-        """The ideal of the main steps' ceilings (round 1)."""
+        """1 / (1/model + 1/HTTP-only) of the main steps' ceilings (round 1): the service's own HTTP stack."""
         if self.model_ceiling is None or self.http_ceiling is None:
             return None
         return ideal_of(self.model_ceiling.docs_per_second, self.http_ceiling.ok_rps)
 
+    @property
+    def floor_ideal_rps(self) -> float | None:
+        """1 / (1/model + 1/floor) of the main steps (round 1): the throughput target's ideal."""
+        if self.model_ceiling is None or self.floor is None:
+            return None
+        return ideal_of(self.model_ceiling.docs_per_second, self.floor.ok_rps)
+
     def ratio_rounds(self) -> list[RatioRound]:
         """The main steps' figures as round 1, then every repeated round."""
         first = self.service.get(TARGET_CONNECTIONS)
-        if self.model_ceiling is None or self.http_ceiling is None or first is None:
+        if self.model_ceiling is None or self.http_ceiling is None or self.floor is None or first is None:
             return list(self.extra_rounds)
-        return [RatioRound(self.model_ceiling.docs_per_second, self.http_ceiling.ok_rps, first), *self.extra_rounds]
+        model, http, floor = self.model_ceiling.docs_per_second, self.http_ceiling.ok_rps, self.floor.ok_rps
+        return [RatioRound(model, http, floor, first), *self.extra_rounds]

@@ -1,4 +1,4 @@
-"""``python -m bench.run``: ceilings, load, shedding, cold start, memory and scaling of the service, in one run.
+"""``python -m bench.run``: ceilings, floor, load, shedding, cold start, memory and scaling of the service, in one run.
 
 Prints the tables and the targets (PASS/MISS), and writes ``bench/RESULTS.md`` and
 ``bench/results.png``. ``--smoke`` runs every step for about 2 s and writes to ``bench/out/``
@@ -30,6 +30,7 @@ from bench.results import BATCH_CONNECTIONS, BATCH_SIZE, Results
 from bench.soak import SOAK_SECONDS, run_soak
 from bench.targets import check
 from bench.wrk import ensure_wrk
+from function.cgroup import available_cpus
 from function.settings import Settings
 
 FULL_SECONDS = 12.0
@@ -59,7 +60,7 @@ def effective_settings() -> dict[str, str]:
     """The service knobs in force for this run (the environment is passed to every server)."""
     s = Settings.from_env(os.environ)
     return {
-        "WORKERS": "2 (1 in the scaling step)",
+        "WORKERS": "2 (1 to the CPUs available in the scaling step)",
         "EVENT_LOOP": s.event_loop,
         "BATCH_MAX_SIZE": str(s.batch_max_size),
         "MAX_PENDING": str(s.max_pending),
@@ -82,6 +83,8 @@ def smoke_failures(r: Results) -> list[str]:
         missing.append("model-only ceiling: no documents classified")
     if r.http_ceiling is None or r.http_ceiling.ok <= 0:
         missing.append("HTTP-only ceiling: no 2xx answers")
+    if r.floor is None or r.floor.ok <= 0:
+        missing.append("floor (bench.floor_server): no 2xx answers")
     for connections in (1, 16, 64, 256):
         if connections not in r.service or r.service[connections].ok <= 0:
             missing.append(f"service at {connections} conns: no 2xx answers")
@@ -94,8 +97,10 @@ def smoke_failures(r: Results) -> list[str]:
         missing.append("cold start: no sample")
     if not r.memory or not r.memory_at_end:
         missing.append("memory: no process measured")
-    if 1 not in r.scaling:
-        missing.append("worker scaling: WORKERS=1 not measured")
+    for workers in steps.worker_counts(r.cpus):
+        point = r.scaling.get(workers)
+        if point is None or point.service.ok <= 0 or point.model is None or point.model.docs <= 0:
+            missing.append(f"worker scaling: WORKERS={workers} not measured")
     if not r.extra_rounds or r.extra_rounds[-1].service.ok <= 0:
         missing.append("repeated rounds: no 2xx answers")
     return missing
@@ -152,6 +157,7 @@ def benchmark(args: argparse.Namespace) -> int:
         settings=effective_settings(),
         seconds_per_step=seconds,
         wrk_threads=args.wrk_threads,
+        cpus=available_cpus(),
     )
     began = time.monotonic()
     for name, step in steps.STEPS:

@@ -20,6 +20,7 @@ from bench.procs import descendants
 
 SERVICE = ("-m", "function")
 CONSTANT = ("-m", "bench.constant_server")
+FLOOR = ("-m", "bench.floor_server")
 HOST = "127.0.0.1"
 LOG_TAIL_BYTES = 1_000_000
 

@@ -23,6 +23,7 @@ from bench.results import (
     OverloadResult,
     RatioRound,
     Results,
+    ScalingPoint,
     StepCost,
 )
 from bench.scrape import batching, scrape
@@ -34,6 +35,8 @@ SETTLE_SECONDS = 1.0
 #: Other processes' CPU (share of one core) above which a step counts as disturbed.
 NOISY_SHARE = 0.25
 MAX_REPEATS_PER_STEP = 2
+#: The model-only ceiling beside each worker count of the scaling step (shorter than a load step).
+SCALING_MODEL_SECONDS = 6.0
 
 
 class RetryBudget:
@@ -75,6 +78,13 @@ def _load(
     ctx: Context, r: Results, label: str, server: servers.Server, path: str, bodies: Path, connections: int
 ) -> WrkResult:
     """One load step; its CPU use (server tree and wrk) is recorded under ``label``."""
+    return _costed_load(ctx, r, label, server, path, bodies, connections)[0]
+
+
+def _costed_load(
+    ctx: Context, r: Results, label: str, server: servers.Server, path: str, bodies: Path, connections: int
+) -> tuple[WrkResult, StepCost]:
+    """``_load``, also returning what the step cost."""
     attempts: list[tuple[WrkResult, StepCost]] = []
     for attempt in range(1 + MAX_REPEATS_PER_STEP):
         time.sleep(SETTLE_SECONDS)  # let the previous step's abandoned requests drain from the queue
@@ -93,7 +103,7 @@ def _load(
         f"  {path} {connections:>3} conns: {result.ok_rps:7.0f} 2xx/s, p50 {result.latency_ms['p50']:.2f} ms, "
         f"p99 {result.latency_ms['p99']:.2f} ms, non-2xx {result.non_2xx}, socket errors {result.socket_errors}"
     )
-    return result
+    return result, cost
 
 
 def _warm_up(ctx: Context, server: servers.Server) -> None:
@@ -110,15 +120,27 @@ def _fresh_at_target(
     ctx: Context, r: Results, module: tuple[str, ...], workers: int, log_name: str, label: str
 ) -> WrkResult:
     """A fresh server, warmed up, then one load step of single texts at the target's connections."""
+    return _fresh_costed(ctx, r, module, workers, log_name, label)[0]
+
+
+def _fresh_costed(
+    ctx: Context, r: Results, module: tuple[str, ...], workers: int, log_name: str, label: str
+) -> tuple[WrkResult, StepCost]:
     with servers.running(module, {"WORKERS": str(workers)}, ctx.log(log_name)) as server:
         _warm_up(ctx, server)
-        return _load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
+        return _costed_load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
 
 
 def http_only(ctx: Context, r: Results) -> None:
     say(f"HTTP-only ceiling: constant classifier, {TARGET_CONNECTIONS} conns")
     label = f"HTTP-only, {TARGET_CONNECTIONS} conns"
     r.http_ceiling = _fresh_at_target(ctx, r, servers.CONSTANT, SERVICE_WORKERS, "constant", label)
+
+
+def floor(ctx: Context, r: Results) -> None:
+    say(f"floor: the least aiohttp server (bench/floor_server.py), {TARGET_CONNECTIONS} conns")
+    label = f"floor, {TARGET_CONNECTIONS} conns"
+    r.floor = _fresh_at_target(ctx, r, servers.FLOOR, 1, "floor", label)
 
 
 def service(ctx: Context, r: Results) -> None:
@@ -135,8 +157,6 @@ def service(ctx: Context, r: Results) -> None:
         r.memory_at_end = tree_memory(server.pid)
         time.sleep(QUIET_SECONDS)
         r.memory = tree_memory(server.pid)
-    if TARGET_CONNECTIONS in r.service:
-        r.scaling[SERVICE_WORKERS] = r.service[TARGET_CONNECTIONS]
 
 
 def overload(ctx: Context, r: Results) -> None:
@@ -154,17 +174,34 @@ def overload(ctx: Context, r: Results) -> None:
     r.overload = OverloadResult(OVERLOAD_MAX_PENDING, load, probe.seconds)
 
 
-def one_worker(ctx: Context, r: Results) -> None:
-    say(f"worker scaling: WORKERS=1, {TARGET_CONNECTIONS} conns")
-    label = f"WORKERS=1, {TARGET_CONNECTIONS} conns"
-    r.scaling[1] = _fresh_at_target(ctx, r, servers.SERVICE, 1, "one-worker", label)
+def worker_counts(cpus: int) -> list[int]:
+    """The scaling step's worker counts: each up to 4, then doubling, then ``cpus`` (64: 1, 2, 3, 4, 8, 16, 32, 64)."""
+    doubling = {1 << k for k in range(cpus.bit_length())}
+    return sorted(set(range(1, min(cpus, 4) + 1)) | {n for n in doubling if n <= cpus} | {cpus})
+
+
+def scaling(ctx: Context, r: Results) -> None:
+    """WORKERS=1..N (N the CPUs available), each a fresh server at the target's connections,
+    after the model alone in as many processes."""
+    counts = worker_counts(r.cpus)
+    say(f"worker scaling: WORKERS={', '.join(map(str, counts))} ({r.cpus} CPUs available), {TARGET_CONNECTIONS} conns")
+    model_seconds = min(ctx.seconds, SCALING_MODEL_SECONDS)
+    for workers in counts:
+        model = model_ceiling(workers, model_seconds)
+        say(f"  model-only, {workers} processes: {model.docs_per_second:.0f} docs/s")
+        label = f"WORKERS={workers}, {TARGET_CONNECTIONS} conns"
+        load, cost = _fresh_costed(ctx, r, servers.SERVICE, workers, f"workers-{workers}", label)
+        r.scaling[workers] = ScalingPoint(workers, load, cost, model)
 
 
 def repeated_rounds(ctx: Context, r: Results) -> None:
     """The three figures of the throughput target again, back to back, so that a drift in the
     machine's speed between the main steps shows up as spread rather than as the verdict."""
     for round_number in range(2, 2 + ctx.extra_rounds):
-        say(f"round {round_number}: model-only, HTTP-only and service at {TARGET_CONNECTIONS} conns, back to back")
+        say(
+            f"round {round_number}: model-only, HTTP-only, floor and service at {TARGET_CONNECTIONS} conns, "
+            "back to back"
+        )
         model = model_ceiling(SERVICE_WORKERS, ctx.seconds)
         http = _fresh_at_target(
             ctx,
@@ -174,6 +211,14 @@ def repeated_rounds(ctx: Context, r: Results) -> None:
             f"constant-round-{round_number}",
             f"round {round_number}: HTTP-only, {TARGET_CONNECTIONS} conns",
         )
+        least = _fresh_at_target(
+            ctx,
+            r,
+            servers.FLOOR,
+            1,
+            f"floor-round-{round_number}",
+            f"round {round_number}: floor, {TARGET_CONNECTIONS} conns",
+        )
         service = _fresh_at_target(
             ctx,
             r,
@@ -182,8 +227,9 @@ def repeated_rounds(ctx: Context, r: Results) -> None:
             f"service-round-{round_number}",
             f"round {round_number}: service, {TARGET_CONNECTIONS} conns",
         )
-        r.extra_rounds.append(RatioRound(model.docs_per_second, http.ok_rps, service))
-        say(f"  ratio {r.extra_rounds[-1].ratio:.2f} x ideal")
+        r.extra_rounds.append(RatioRound(model.docs_per_second, http.ok_rps, least.ok_rps, service))
+        last = r.extra_rounds[-1]
+        say(f"  ratio {last.ratio:.2f} x ideal (floor), {last.http_ratio:.2f} x ideal (HTTP-only)")
 
 
 def cold_start(ctx: Context, r: Results) -> None:
@@ -195,9 +241,10 @@ def cold_start(ctx: Context, r: Results) -> None:
 STEPS = (
     ("model-only ceiling", model_only),
     ("HTTP-only ceiling", http_only),
+    ("floor", floor),
     ("service under load", service),
     ("load shedding", overload),
-    ("worker scaling", one_worker),
+    ("worker scaling", scaling),
     ("repeated rounds", repeated_rounds),
     ("cold start", cold_start),
 )
