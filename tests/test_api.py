@@ -11,7 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from function.settings import Settings
-from function.state import BODIES, SETTINGS
+from function.state import BODIES, MODEL_INFO, SETTINGS
 from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}
@@ -142,7 +142,9 @@ async def test_invalid_batches_name_the_problem(client: TestClient, body: object
 async def test_non_json_content_type_answers_415(client: TestClient, content_type: str) -> None:
     response = await client.post("/prediction", data=b'{"text": "a"}', headers={"Content-Type": content_type})
     assert response.status == 415
-    assert (await response.json())["error"] == "unsupported_media_type"
+    body = await response.json()
+    assert body["error"] == "unsupported_media_type"
+    assert "send the header 'Content-Type: application/json'" in body["detail"]
 
 
 async def test_missing_content_type_answers_415(client: TestClient) -> None:
@@ -160,7 +162,9 @@ async def test_json_content_type_with_charset_is_accepted(client: TestClient) ->
 async def test_body_over_the_limit_answers_413(client: TestClient) -> None:
     response = await post(client, "/prediction", {"text": "x" * 1000})
     assert response.status == 413
-    assert (await response.json())["error"] == "payload_too_large"
+    body = await response.json()
+    assert body["error"] == "payload_too_large"
+    assert "the 1000 bytes this service accepts" in body["detail"]
     assert (await post(client, "/prediction", {"text": "x" * 900})).status == 200
 
 
@@ -209,7 +213,25 @@ async def test_wrong_method_answers_json_405_with_allow(client: TestClient) -> N
     response = await client.get("/prediction")
     assert response.status == 405
     assert response.headers["Allow"] == "POST"
-    assert (await response.json())["error"] == "method_not_allowed"
+    body = await response.json()
+    assert body["error"] == "method_not_allowed"
+    assert "/prediction takes POST with a JSON body (Content-Type: application/json)" in body["detail"]
+
+
+@pytest.mark.parametrize("body", [{"texts": ["orbit", "puck"]}, {"text": ["orbit", "puck"]}, ["orbit", "puck"]])
+async def test_several_texts_sent_to_prediction_are_pointed_to_predictions(client: TestClient, body: object) -> None:
+    response = await post(client, "/prediction", body)
+    assert response.status == 405
+    assert 'POST {"texts": [...]} to /predictions' in (await response.json())["detail"]
+
+
+async def test_the_root_is_an_index_of_where_to_go(client: TestClient) -> None:
+    response = await client.get("/")
+    assert response.status == 200
+    body = await response.json()
+    assert body["model"]["name"] == client.app[MODEL_INFO]["name"]
+    for name in ("docs", "model", "metrics"):
+        assert (await client.get(body["links"][name])).status == 200, name
 
 
 async def test_model_metadata(client: TestClient) -> None:
@@ -241,7 +263,7 @@ async def test_docs_page_serves_swagger_ui(client: TestClient) -> None:
     page = await client.get("/docs")
     assert page.status == 200
     html = await page.text()
-    assert "/openapi.json" in html
+    assert "openapi3.json" in html
     asset = await client.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200
 

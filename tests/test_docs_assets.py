@@ -109,7 +109,7 @@ async def test_docs_page_runs_only_its_own_scripts_under_a_strict_policy(client:
     for url in [*page.urls, page.data_url]:
         assert not urlsplit(url).scheme, f"{url} is not relative to the page"
         assert not urlsplit(url).netloc, f"{url} is not relative to the page"
-    assert urljoin(page_url, page.data_url) == "http://service.test/openapi.json"
+    assert urljoin(page_url, page.data_url) == "http://service.test/openapi3.json"
     for url in page.urls:
         answer = await client.get(urlsplit(urljoin(page_url, url)).path)
         assert answer.status == 200, url

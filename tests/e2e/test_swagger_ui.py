@@ -11,10 +11,8 @@ Run by hand without chromium, nginx, openssl or node, the tests are skipped; in 
 
 from __future__ import annotations
 
-import html
 import json
 import os
-import re
 import shutil
 import ssl
 import subprocess
@@ -24,7 +22,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
 import pytest
 
@@ -181,27 +178,9 @@ def https_proxy(live: ServerProcess, tmp_path: Path) -> Iterator[Proxy]:
         nginx.wait(timeout=20)
 
 
-def shown_document(live: ServerProcess) -> dict[str, Any]:
-    """The document /docs loads (its URL is the page's data-url, relative to the page)."""
-    page = http("GET", live.url + "/docs").body.decode()
-    match = re.search(r'data-url="([^"]+)"', page)
-    assert match, page
-    return dict(http("GET", urljoin(live.url + "/docs", html.unescape(match[1]))).json())
-
-
 def test_try_it_out_behind_an_https_proxy_under_another_host_name(
-    browser_tools: None, live: ServerProcess, https_proxy: Proxy, request: pytest.FixtureRequest
+    browser_tools: None, live: ServerProcess, https_proxy: Proxy
 ) -> None:
-    schemes = shown_document(live).get("schemes")
-    # NOTE: Swagger UI calls a Swagger 2.0 document's first scheme; a document that pins http
-    # cannot be tried out behind HTTPS. Strict: once it no longer does, this must pass.
-    request.applymarker(
-        pytest.mark.xfail(
-            schemes is not None and "https" not in schemes,
-            reason=f"the document shown pins schemes: {schemes}, so Try it out calls http:// from an https:// page",
-            strict=True,
-        )
-    )
     report = try_it_out(https_proxy.url, f"MAP {PROXY_HOST} 127.0.0.1")
     check_report(report, https_proxy.url, live)
     posted = [line for line in https_proxy.access_log.read_text().splitlines() if '"POST /prediction ' in line]
