@@ -44,11 +44,27 @@ curl -sS "$BASE_URL/readyz"; echo
 # 200: Prometheus metrics, in the text exposition format
 curl -sS "$BASE_URL/metrics" | grep '^textclf_http_requests_total'
 
-# 200: the API document (Swagger 2.0) that /docs shows
+# 200: the API document in Swagger 2.0, like the challenge's contract
 curl -sS "$BASE_URL/openapi.json" | head -c 300; echo
+
+# 200: the API document in OpenAPI 3.0, the one /docs shows
+curl -sS "$BASE_URL/openapi3.json" | head -c 300; echo
 
 # 200: Swagger UI
 curl -sS "$BASE_URL/docs" | head -c 300; echo
+
+# 200: where to start: the model and links to /docs, /model, /metrics
+curl -sS "$BASE_URL/"; echo
+
+# 200: ?explain=true adds the terms that made the label: {"label": "space", "explanation": {...}}
+curl -sS -X POST "$BASE_URL/prediction?explain=true" -H "$JSON" -d '{"text": "The shuttle reached orbit."}'; echo
+
+# 200: the Open Inference Protocol (KServe V2): a BYTES tensor in, label and probabilities out
+curl -sS -X POST "$BASE_URL/v2/models/newsgroups-topic/infer" -H "$JSON" \
+     -d '{"id": "7", "inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["PGP keys"]}]}'; echo
+
+# 200: the Open Inference Protocol's model metadata: its tensors and labels
+curl -sS "$BASE_URL/v2/models/newsgroups-topic"; echo
 
 # ---- the errors: always JSON, {"error": "<code>", "detail": "<what was wrong>"} ----------------
 
@@ -91,6 +107,9 @@ curl -sS "$BASE_URL/predict"; echo
 # 413 payload_too_large: a body over MAX_BODY_BYTES (1 MiB by default)
 { printf '{"text": "'; head -c 1100000 /dev/zero | tr '\0' a; printf '"}'; } |
     curl -sS -X POST "$BASE_URL/prediction" -H "$JSON" --data-binary @-; echo
+
+# 404: the Open Inference Protocol's errors are {"error": "..."}: a model this service does not serve
+curl -sS "$BASE_URL/v2/models/resnet50"; echo
 
 # 415 unsupported_media_type: a Content-Type other than application/json
 curl -sS -X POST "$BASE_URL/prediction" -H 'Content-Type: text/plain' -d '{"text": "orbit"}'; echo

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -375,24 +376,37 @@ def check_shape(document: dict[str, Any], method: str, path: str, status: int, c
         return
     if path == "/docs" and status == 200:
         assert content_type.startswith("text/html"), content_type
-        assert b"/openapi.json" in body
+        assert b"openapi3.json" in body
         return
     assert content_type.startswith("application/json"), f"{method} {path} {status}: {content_type}"
     value = json.loads(body)
     if path == "/openapi.json" and status == 200:
         assert value == document
         return
-    operation = document["paths"].get(path, {}).get(method.lower())
+    if path == "/openapi3.json" and status == 200:
+        assert value["openapi"].startswith("3.0.")
+        assert set(value["paths"]) == set(document["paths"])
+        return
+    v2 = path.startswith("/v2")
+    operation = _operation(document, method, path)
     if operation is not None:
         assert str(status) in operation["responses"], f"{method} {path}: {status} is not documented"
         schema = operation["responses"][str(status)].get("schema")
     else:
         assert status in (404, 405), f"{method} {path}: {status} from an undocumented operation"
-        schema = {"$ref": "#/definitions/Error"}
+        schema = {"$ref": "#/definitions/V2Error" if v2 else "#/definitions/Error"}
     if schema is not None:
         jsonschema.validate(value, {**schema, "definitions": document["definitions"]})
     if status >= 400:
-        assert set(value) == {"error", "detail"}, value
+        assert set(value) == ({"error"} if v2 else {"error", "detail"}), value
+
+
+def _operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any] | None:
+    """The documented operation a concrete path is an instance of (``/v2/models/{name}``...)."""
+    for template, operations in document["paths"].items():
+        if re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), path) and method.lower() in operations:
+            return dict(operations[method.lower()])
+    return None
 
 
 # ---- a memory cgroup of the test's own (cgroup v1 or v2, as root) -----------------------------------

@@ -527,4 +527,7 @@ async def test_a_missing_docs_asset_is_a_json_404_and_counted_as_one(patient: Se
     result = await exchange(patient.url, request("GET", "/docs/static/no-such-file.js"))
     assert result.statuses == [404], result
     assert counted("404") == before + 1
-    assert result.responses[0].json() == {"error": "not_found", "detail": "Not Found"}
+    assert result.responses[0].json() == {
+        "error": "not_found",
+        "detail": "Not Found: no route /docs/static/no-such-file.js; the API is described at /docs",
+    }
