@@ -28,6 +28,14 @@ def write_single_bodies(path: Path) -> Path:
     return path
 
 
+def write_v2_bodies(path: Path) -> Path:
+    """An Open Inference Protocol request of one text (a BYTES tensor of shape [1]) for every test text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensor = {"name": "text", "datatype": "BYTES", "shape": [1]}
+    path.write_text("".join(_line({"inputs": [tensor | {"data": [t]}]}) + "\n" for t in test_texts()), encoding="ascii")
+    return path
+
+
 def write_batch_bodies(path: Path, size: int) -> Path:
     """``{"texts": [...]}`` of ``size`` consecutive test texts each, for ``POST /predictions``."""
     texts = test_texts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.procs import ProcessMemory, mb, role, total_pss_mb, total_rss_mb
 from bench.results import BATCH_SIZE, QUIET_SECONDS, TARGET_CONNECTIONS, Results
 from bench.stats import median, percentile_ms
-from bench.steps import NOISY_SHARE
+from bench.steps import NOISY_SHARE, V2_INFER
 from bench.tables import markdown_table
 from bench.targets import Target
 from bench.wrk import TIMEOUT_SECONDS, WrkResult
@@ -159,6 +159,8 @@ def load_tables(r: Results) -> list[str]:
         "",
     ]
     rows = [load_row(f"{c} conns", w) for c, w in sorted(r.service.items())]
+    if r.v2 is not None:
+        rows.append(load_row(f"POST {V2_INFER} (Open Inference Protocol), {TARGET_CONNECTIONS} conns", r.v2))
     for connections, batch in r.batch.items():
         rows.append(load_row(f"POST /predictions, {connections} conns x {BATCH_SIZE} texts", batch))
     lines += [markdown_table(LOAD_HEADER, rows), ""]

@@ -101,6 +101,7 @@ class Results:
     floor: WrkResult | None = None  # python -m bench.floor_server at the target's connections
     service: dict[int, WrkResult] = field(default_factory=dict)  # connections -> result, WORKERS=2
     batch: dict[int, WrkResult] = field(default_factory=dict)  # connections -> POST /predictions result
+    v2: WrkResult | None = None  # the Open Inference Protocol's infer, one text a request, 64 connections
     overload: OverloadResult | None = None
     cold_starts: list[float] = field(default_factory=list)
     memory: list[ProcessMemory] = field(default_factory=list)  # after a quiet spell following the load

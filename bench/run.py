@@ -22,7 +22,7 @@ from types import FrameType
 
 from bench import machine, steps
 from bench.cpu import wait_until_quiet
-from bench.data import write_batch_bodies, write_single_bodies
+from bench.data import write_batch_bodies, write_single_bodies, write_v2_bodies
 from bench.paths import BENCH, OUT
 from bench.plot import plot
 from bench.report import SOAK_HEADING, render
@@ -141,6 +141,7 @@ def benchmark(args: argparse.Namespace) -> int:
         wrk_threads=args.wrk_threads,
         single_bodies=write_single_bodies(OUT / "bodies-single.jsonl"),
         batch_bodies=write_batch_bodies(OUT / f"bodies-batch-{BATCH_SIZE}.jsonl", BATCH_SIZE),
+        v2_bodies=write_v2_bodies(OUT / "bodies-v2.jsonl"),
         cold_runs=2 if args.smoke else 5,
         extra_rounds=1 if args.smoke else EXTRA_ROUNDS,
         retries=steps.RetryBudget(0 if args.smoke else REPEAT_BUDGET),

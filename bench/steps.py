@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from bench import servers
 from bench.ceiling import model_ceiling
 from bench.coldstart import cold_starts
 from bench.cpu import measured
+from bench.paths import MODEL_DIR
 from bench.probe import Probe
 from bench.procs import tree_memory
 from bench.results import (
@@ -30,6 +32,8 @@ from bench.scrape import batching, scrape
 from bench.wrk import WrkResult, run_wrk
 
 SERVICE_WORKERS = 2
+#: The Open Inference Protocol's infer route for the committed model.
+V2_INFER = "/v2/models/{name}/infer".format(**json.loads((MODEL_DIR / "model.json").read_bytes()))
 WARM_UP_CONNECTIONS = 16
 SETTLE_SECONDS = 1.0
 #: Other processes' CPU (share of one core) above which a step counts as disturbed.
@@ -62,6 +66,7 @@ class Context:
     wrk_threads: int
     single_bodies: Path
     batch_bodies: Path
+    v2_bodies: Path  # the same texts as single_bodies, as Open Inference Protocol requests
     cold_runs: int
     extra_rounds: int  # repeats of the model-only, HTTP-only and 64-connection steps, back to back
     retries: RetryBudget  # repeats of load steps disturbed by other processes, for the whole run
@@ -151,6 +156,8 @@ def service(ctx: Context, r: Results) -> None:
         for connections in LOAD_CONNECTIONS:
             label = f"service, {connections} conns"
             r.service[connections] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, connections)
+        label = f"service, V2 infer, {TARGET_CONNECTIONS} conns"
+        r.v2 = _load(ctx, r, label, server, V2_INFER, ctx.v2_bodies, TARGET_CONNECTIONS)
         for connections in BATCH_CONNECTIONS:
             label = f"service, batch of {BATCH_SIZE}, {connections} conns"
             r.batch[connections] = _load(ctx, r, label, server, "/predictions", ctx.batch_bodies, connections)

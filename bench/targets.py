@@ -13,6 +13,8 @@ P99_MS_AT_64 = 50.0
 P99_MS_AT_256 = 250.0
 SHED_P99_MS = 250.0  # a 503 is "fast" if it comes well inside wrk's 2 s timeout, like a 256-conn answer
 COLD_START_SECONDS = 0.5
+#: The Open Inference Protocol's CPU per request over /prediction's (KServe's own server: 1.5).
+V2_CPU_RATIO = 1.25
 PSS_MB = 150.0
 
 
@@ -83,6 +85,17 @@ def check(r: Results) -> list[Target]:
                 load.overloaded > 0 and load.socket_errors == 0 and fast,
             )
         )
+    v1, v2 = _cost(r, "service, 64 conns"), _cost(r, "service, V2 infer, 64 conns")
+    if v1 is not None and v2 is not None:
+        tree = v2[0] / v1[0]
+        add(
+            Target(
+                "64 conns: V2 infer CPU per request (server and workers)",
+                f"<= {V2_CPU_RATIO:.2f} x /prediction's",
+                f"{tree:.2f} x ({v2[0]:.0f} vs {v1[0]:.0f} µs; the server process alone: {v2[1] / v1[1]:.2f} x)",
+                tree <= V2_CPU_RATIO,
+            )
+        )
     if r.cold_starts:
         cold = median(r.cold_starts)
         add(
@@ -101,3 +114,12 @@ def check(r: Results) -> list[Target]:
             )
         )
     return targets
+
+
+def _cost(r: Results, label: str) -> tuple[float, float] | None:
+    """µs of CPU per request in a step: the server and its workers, and the server process alone."""
+    for cost in r.costs:
+        if cost.label == label and cost.requests:
+            tree = cost.cpu.server + cost.cpu.workers + cost.cpu.other
+            return tree / cost.requests * 1e6, cost.cpu.server / cost.requests * 1e6
+    return None

@@ -54,8 +54,11 @@ class StandInPool:
 
     refusal: Exception | None = None  # acquire() raises it, as a pool that cannot start workers does
 
+    acquired = 0
+
     async def acquire(self) -> StandInWorker:
         worker = await self.idle.get()
+        self.acquired += 1
         if self.refusal is not None:
             self.idle.put_nowait(worker)
             raise self.refusal
@@ -147,6 +150,22 @@ async def test_only_texts_asked_to_be_explained_are_explained_even_in_a_shared_b
     assert p3.explanation is not None
     assert (p2.explanation.terms[0][0], p3.explanation.terms[0][0]) == ("b2", "b3")
     assert (p1.tokens, p2.tokens) == (1, 1)
+
+
+async def test_a_worker_that_finishes_while_texts_wait_takes_the_next_batch_itself() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4)
+    [first] = await submitted(batcher, "a0")
+    waiting = await submitted(batcher, *(f"b{i}" for i in range(1, 10)))
+    worker.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
+    # The worker was claimed from the pool for the first batch and took the next three itself (the
+    # dispatcher's second claim came when it was given back, and found nothing left to send).
+    assert pool.acquired == 2
+    assert pool.idle.qsize() == 1
 
 
 async def test_a_lone_text_is_sent_at_once_without_waiting_for_company() -> None:

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 WARM_UP_TEXT = "The shuttle launch was delayed; the goalie made 40 saves; encrypt the key."
 _PR_SET_PDEATHSIG = 1
+#: How much lower than the server's a worker's CPU priority is (bench/README.md, decisions).
+WORKER_NICENESS = 5
 
 
 class _Worker:
@@ -50,6 +52,9 @@ def init(config: WorkerConfig, server: int) -> None:
     # NOTE: Ctrl-C reaches the whole process group; the server decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    # NOTE: the server's event loop, and the executor threads that hand it results, should get a
+    # CPU the moment they are runnable: one descheduled while holding the GIL stops the whole loop.
+    os.nice(WORKER_NICENESS)
     configure_logging(config.log_format, config.log_level)
     _state.session = onnx_session.load_session(config.take_model())
     predict([WARM_UP_TEXT])
