@@ -36,13 +36,13 @@ def _work(
 
     session = load_session(str(MODEL_PATH))
     for text in texts[:WARM_UP_DOCS]:
-        worker.predict([text], session)
+        worker.predict([text], session=session)
     barrier.wait()
     done, position = 0, (index * len(texts)) // max(1, barrier.parties)
     started = time.perf_counter()
     deadline = started + seconds
     while time.perf_counter() < deadline:
-        worker.predict([texts[position]], session)
+        worker.predict([texts[position]], session=session)
         position = (position + 1) % len(texts)
         done += 1
     results.put((done, time.perf_counter() - started))
