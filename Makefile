@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile
+.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -105,6 +105,10 @@ bench-curve: $(DEV)
 ## bench-autoscale: Knative's autoscaler simulated on bench/curve.json; settings searched (bench/AUTOSCALE.md, seconds)
 bench-autoscale: $(DEV)
 	$(BIN)/python -m bench.autoscale
+
+## bench-explain: what explanations and the model-health outputs cost per text (bench/EXPLAIN.md)
+bench-explain: $(DEV)
+	$(BIN)/python -m bench.explain
 
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)
