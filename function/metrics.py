@@ -7,6 +7,9 @@ known methods, status codes the service emits, the model's labels and the error 
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -22,9 +25,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from function.drift import DRIFT_WINDOW, LabelWindow
 from function.errors import VALIDATION_REASONS
@@ -64,11 +68,11 @@ class Metrics:
         self.requests = Counter(
             f"{PREFIX}_http_requests_total", "HTTP requests answered", ["route", "method", "code"], registry=r
         )
-        self.request_seconds = Histogram(
+        self.request_seconds = LoopHistogram(
             f"{PREFIX}_http_request_duration_seconds",
             "Time from request to response, by route template",
+            LATENCY_BUCKETS,
             ["route"],
-            buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.in_flight = Gauge(f"{PREFIX}_http_requests_in_flight", "Requests being handled now", registry=r)
@@ -78,10 +82,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue_wait_seconds = Histogram(
+        self.queue_wait_seconds = LoopHistogram(
             f"{PREFIX}_queue_wait_seconds",
             "Time from a text's arrival until a worker starts on it",
-            buckets=LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(
@@ -117,20 +121,20 @@ class Metrics:
             registry=r,
         )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
-        self.confidence = Histogram(
+        self.confidence = LoopHistogram(
             f"{PREFIX}_prediction_confidence",
             "Top probability of each prediction, by predicted label",
+            CONFIDENCE_BUCKETS,
             ["label"],
-            buckets=CONFIDENCE_BUCKETS,
             registry=r,
         )
-        self.text_tokens = Histogram(
-            f"{PREFIX}_text_tokens", "Tokens per text predicted", buckets=TOKEN_BUCKETS, registry=r
+        self.text_tokens = LoopHistogram(
+            f"{PREFIX}_text_tokens", "Tokens per text predicted", TOKEN_BUCKETS, registry=r
         )
-        self.unknown_share = Histogram(
+        self.unknown_share = LoopHistogram(
             f"{PREFIX}_text_unknown_token_ratio",
             "Share of a text's tokens that the model's vocabulary does not know (0 for a text without tokens)",
-            buckets=UNKNOWN_BUCKETS,
+            UNKNOWN_BUCKETS,
             registry=r,
         )
         self.label_window = window = LabelWindow(labels, reference_mix)
@@ -166,8 +170,9 @@ class Metrics:
         """Record one onnxruntime call: its size and duration, and each text's queue wait, label and health."""
         self.batch_size.observe(len(predictions))
         self.inference_seconds.observe(seconds)
+        queue_wait = self.queue_wait_seconds.observe
         for wait in waits:
-            self.queue_wait_seconds.observe(max(wait, 0.0))
+            queue_wait(max(wait, 0.0))
         tokens, unknown_share, window = self.text_tokens.observe, self.unknown_share.observe, self.label_window
         for prediction in predictions:
             children = self._labels.get(prediction.label)
@@ -193,6 +198,62 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LoopHistogram(Collector):
+    """A histogram observed from the event loop's thread only, so without a lock per observation.
+
+    prometheus-client's ``Histogram`` takes a lock for the sum and one for the bucket on every
+    ``observe`` (about 0.8 µs); the service observes four per text and one per request. Scrapes
+    run on the event loop too, so a scrape never sees half an observation.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        labelnames: Sequence[str] = (),
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name, self._documentation, self._labelnames = name, documentation, list(labelnames)
+        self._bounds = (*map(float, buckets), math.inf)
+        self._edges = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        self._series: dict[tuple[str, ...], _Series] = {}
+        if not labelnames:
+            self._only = self.labels()
+        registry.register(self)
+
+    def labels(self, *values: str) -> _Series:
+        series = self._series.get(values)
+        if series is None:
+            series = self._series[values] = _Series(self._bounds)
+        return series
+
+    def observe(self, value: float) -> None:
+        """For a histogram without labels."""
+        self._only.observe(value)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for values, series in self._series.items():
+            cumulative = list(itertools.accumulate(series.counts))
+            family.add_metric(list(values), list(zip(self._edges, cumulative, strict=True)), series.sum)
+        yield family
+
+
+class _Series:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
 
 
 class DroppedLogLines(Collector):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -55,6 +55,14 @@ def _errors(func: Handler) -> Handler:
     return func
 
 
+def _query(request: web.Request) -> Mapping[str, str]:
+    """The query parameters; without a query string (most requests), none, and nothing parsed."""
+    return request.query if request.query_string else _NO_QUERY
+
+
+_NO_QUERY: Mapping[str, str] = {}
+
+
 def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
     return {label: float(p) for label, p in zip(labels, prediction.probabilities, strict=True)}
 
@@ -72,11 +80,8 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
 async def prediction(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
-        text, with_scores, explain = (
-            prediction_text(body),
-            flag(request.query, "scores"),
-            flag(request.query, "explain"),
-        )
+        query = _query(request)
+        text, with_scores, explain = prediction_text(body), flag(query, "scores"), flag(query, "explain")
         [result] = await classifier.predict([text], explain)
     answer: dict[str, object] = {"label": result.label}
     if with_scores:
@@ -100,7 +105,8 @@ async def predictions(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
         texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
-        with_scores, explain = flag(request.query, "scores"), flag(request.query, "explain")
+        query = _query(request)
+        with_scores, explain = flag(query, "scores"), flag(query, "explain")
         results = await classifier.predict(texts, explain)
     answer: dict[str, object] = {"labels": [r.label for r in results]}
     if with_scores:
