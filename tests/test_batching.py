@@ -119,7 +119,7 @@ async def test_a_multi_text_request_is_answered_in_order() -> None:
     assert [p.label for p in await batcher.predict(texts)] == [t[0] for t in texts]
 
 
-async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() -> None:
+async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches_the_worker_takes_itself() -> None:
     pool = StandInPool()
     [worker] = pool.workers
     worker.gate.clear()
@@ -129,6 +129,10 @@ async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches() ->
     worker.gate.set()
     await asyncio.gather(first, *waiting)
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
+    # The worker was claimed from the pool for the first batch and took the next three itself (the
+    # dispatcher's second claim came when it was given back, and found nothing left to send).
+    assert pool.acquired == 2
+    assert pool.idle.qsize() == 1
 
 
 async def test_only_texts_asked_to_be_explained_are_explained_even_in_a_shared_batch() -> None:
@@ -150,22 +154,6 @@ async def test_only_texts_asked_to_be_explained_are_explained_even_in_a_shared_b
     assert p3.explanation is not None
     assert (p2.explanation.terms[0][0], p3.explanation.terms[0][0]) == ("b2", "b3")
     assert (p1.tokens, p2.tokens) == (1, 1)
-
-
-async def test_a_worker_that_finishes_while_texts_wait_takes_the_next_batch_itself() -> None:
-    pool = StandInPool()
-    [worker] = pool.workers
-    worker.gate.clear()
-    batcher = await batcher_for(pool, batch_max_size=4)
-    [first] = await submitted(batcher, "a0")
-    waiting = await submitted(batcher, *(f"b{i}" for i in range(1, 10)))
-    worker.gate.set()
-    await asyncio.gather(first, *waiting)
-    assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
-    # The worker was claimed from the pool for the first batch and took the next three itself (the
-    # dispatcher's second claim came when it was given back, and found nothing left to send).
-    assert pool.acquired == 2
-    assert pool.idle.qsize() == 1
 
 
 async def test_a_lone_text_is_sent_at_once_without_waiting_for_company() -> None:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class Context:
     served: dict[str, Any]
     openapi: Any
     model_labels: list[str]
+    model: dict[str, Any]  # model/model.json
     ready_documented: float
     ready_source: str
 
@@ -138,6 +140,7 @@ def load_context(root: Path, image: str, base: str, docker_: Docker) -> Context:
         served=evaluation["served"],
         openapi=json.loads((root / "openapi.json").read_text()),
         model_labels=list(json.loads((root / "model" / "model.json").read_text())["labels"]),
+        model=dict(json.loads((root / "model" / "model.json").read_text())),
         ready_documented=ready,
         ready_source=source,
     )
@@ -470,13 +473,21 @@ time.sleep(1)
         def batch(answer: Answer) -> bool:
             return [label in self.c.model_labels for label in answer.json().get("labels", [])] == [True, True]
 
+        def inferred(answer: Answer) -> bool:
+            outputs = {o["name"]: o for o in answer.json().get("outputs", [])}
+            return [label in self.c.model_labels for label in outputs["label"]["data"]] == [True, True]
+
+        tensor = {"name": "text", "datatype": "BYTES", "shape": [2], "data": [sample, self.c.texts[1]]}
         paths = self.c.openapi.get("paths", {})
-        for path, operations in paths.items():
+        for template, operations in paths.items():
+            path = template.replace("{name}", self.c.model["name"]).replace("{version}", self.c.model["version"])
             for method, operation in operations.items():
                 method = method.upper()
                 with_scores = any(p.get("name") == "scores" for p in operation.get("parameters", []))
                 if method == "GET":
                     await expect("GET", path)
+                elif path.endswith("/infer"):
+                    await expect("POST", path, {"inputs": [tensor]}, inferred)
                 elif path.endswith("/predictions"):
                     await expect("POST", path, {"texts": [sample, self.c.texts[1]]}, batch)
                     if with_scores:
@@ -486,6 +497,7 @@ time.sleep(1)
                     if with_scores:
                         await expect("POST", path + "?scores=true", {"text": sample}, scored)
         await expect("GET", "/openapi.json")
+        await expect("GET", "/openapi3.json")
         docs = None
         try:
             docs = await fetch(ip, port, "GET", "/docs")
@@ -493,7 +505,8 @@ time.sleep(1)
             problems.append(f"GET /docs: {error}")
         if docs is not None:
             (results if docs.status == 200 else problems).append(f"GET /docs {docs.status}")
-            assets = sorted(set(re.findall(r'(?:src|href)="(/[^"#?]*)', docs.body.decode(errors="replace"))))
+            links = re.findall(r'(?:src|href|data-url)="([^"#?:]+)"', docs.body.decode(errors="replace"))
+            assets = sorted({urllib.parse.urljoin("/docs", link) for link in links})
             for asset in assets:
                 await expect("GET", asset)
         self.report.result(
