@@ -41,6 +41,15 @@ class StepCost:
     batching: Batching | None
 
 
+def service_step(connections: int) -> str:
+    """The label of the service's step of single texts at ``connections`` (``Results.costs``)."""
+    return f"service, {connections} conns"
+
+
+#: The label of the Open Inference Protocol's step.
+V2_STEP = f"service, V2 infer, {TARGET_CONNECTIONS} conns"
+
+
 def ideal_of(model_docs_per_second: float, http_rps: float) -> float:
     """1 / (1/model + 1/http): the two ceilings' costs per request, paid one after the other."""
     return 1 / (1 / model_docs_per_second + 1 / http_rps)

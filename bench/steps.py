@@ -22,11 +22,13 @@ from bench.results import (
     OVERLOAD_MAX_PENDING,
     QUIET_SECONDS,
     TARGET_CONNECTIONS,
+    V2_STEP,
     OverloadResult,
     RatioRound,
     Results,
     ScalingPoint,
     StepCost,
+    service_step,
 )
 from bench.scrape import batching, scrape
 from bench.wrk import WrkResult, run_wrk
@@ -154,10 +156,9 @@ def service(ctx: Context, r: Results) -> None:
     with servers.running(servers.SERVICE, env, ctx.log("service")) as server:
         _warm_up(ctx, server)
         for connections in LOAD_CONNECTIONS:
-            label = f"service, {connections} conns"
+            label = service_step(connections)
             r.service[connections] = _load(ctx, r, label, server, "/prediction", ctx.single_bodies, connections)
-        label = f"service, V2 infer, {TARGET_CONNECTIONS} conns"
-        r.v2 = _load(ctx, r, label, server, V2_INFER, ctx.v2_bodies, TARGET_CONNECTIONS)
+        r.v2 = _load(ctx, r, V2_STEP, server, V2_INFER, ctx.v2_bodies, TARGET_CONNECTIONS)
         for connections in BATCH_CONNECTIONS:
             label = f"service, batch of {BATCH_SIZE}, {connections} conns"
             r.batch[connections] = _load(ctx, r, label, server, "/predictions", ctx.batch_bodies, connections)

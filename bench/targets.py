@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.procs import total_pss_mb, total_rss_mb
-from bench.results import HEAVY_CONNECTIONS, QUIET_SECONDS, Results
+from bench.results import HEAVY_CONNECTIONS, QUIET_SECONDS, TARGET_CONNECTIONS, V2_STEP, Results, service_step
 from bench.stats import median, percentile_ms
 
 THROUGHPUT_OF_IDEAL = 0.8
@@ -85,7 +85,7 @@ def check(r: Results) -> list[Target]:
                 load.overloaded > 0 and load.socket_errors == 0 and fast,
             )
         )
-    v1, v2 = _cost(r, "service, 64 conns"), _cost(r, "service, V2 infer, 64 conns")
+    v1, v2 = _cost(r, service_step(TARGET_CONNECTIONS)), _cost(r, V2_STEP)
     if v1 is not None and v2 is not None:
         tree = v2[0] / v1[0]
         add(

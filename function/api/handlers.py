@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_apispec import docs, request_schema, response_schema
+from marshmallow import Schema
 
 from function.api import schemas
 from function.api.body import json_body
@@ -36,31 +37,46 @@ _EXPLAIN = {
     "description": "Also return why each text got its label: the terms that contributed most to the label's "
     "decision value, with the intercept and the rest (an empty value means false)",
 }
+#: The service's name (the index and the Open Inference Protocol's server metadata).
+SERVICE_NAME = "newsgroups-classifier"
+#: Answers of every route that reads a body (``function.api.body``), by status.
+BODY_ERRORS = {
+    408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
+    413: "The body is (or is declared) larger than MAX_BODY_BYTES",
+    417: "An Expect header other than 100-continue",
+}
 _ERRORS = {
-    "405": "Validation exception: the body is not JSON, not an object, or a text is missing, "
+    405: "Validation exception: the body is not JSON, not an object, or a text is missing, "
     "not a string, empty or only whitespace",
-    "408": "The body did not arrive within BODY_TIMEOUT_SECONDS",
-    "413": "The body is (or is declared) larger than MAX_BODY_BYTES",
-    "415": "The Content-Type is not application/json (send the header 'Content-Type: application/json')",
-    "417": "An Expect header other than 100-continue",
-    "503": "Overloaded (too many texts queued or request bytes in memory: retry after the Retry-After "
+    408: BODY_ERRORS[408],
+    413: BODY_ERRORS[413],
+    415: "The Content-Type is not application/json (send the header 'Content-Type: application/json')",
+    417: BODY_ERRORS[417],
+    503: "Overloaded (too many texts queued or request bytes in memory: retry after the Retry-After "
     "header's seconds), not ready, or stopping",
-    "500": "Unexpected error (logged with the request id; no details are returned)",
+    500: "Unexpected error (logged with the request id; no details are returned)",
 }
 
 
-def _errors(func: Handler) -> Handler:
-    for code, text in _ERRORS.items():
-        func = response_schema(schemas.ErrorSchema, int(code), description=text)(func)
-    return func
+def documented_errors(schema: type[Schema], descriptions: Mapping[int, str]) -> Callable[[Handler], Handler]:
+    """A decorator documenting each status of ``descriptions`` as an answer in ``schema``."""
+
+    def decorate(func: Handler) -> Handler:
+        for code, text in descriptions.items():
+            func = response_schema(schema, code, description=text)(func)
+        return func
+
+    return decorate
 
 
-def _query(request: web.Request) -> Mapping[str, str]:
-    """The query parameters; without a query string (most requests), none, and nothing parsed."""
-    return request.query if request.query_string else _NO_QUERY
+_errors = documented_errors(schemas.ErrorSchema, _ERRORS)
 
 
-_NO_QUERY: Mapping[str, str] = {}
+def _options(request: web.Request) -> tuple[bool, bool]:
+    """``?scores`` and ``?explain``; without a query string (most requests), nothing is parsed."""
+    if not request.query_string:
+        return False, False
+    return flag(request.query, "scores"), flag(request.query, "explain")
 
 
 def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
@@ -80,8 +96,8 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
 async def prediction(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
-        query = _query(request)
-        text, with_scores, explain = prediction_text(body), flag(query, "scores"), flag(query, "explain")
+        text = prediction_text(body)
+        with_scores, explain = _options(request)
         [result] = await classifier.predict([text], explain)
     answer: dict[str, object] = {"label": result.label}
     if with_scores:
@@ -105,8 +121,7 @@ async def predictions(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
     async with json_body(request) as body:
         texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
-        query = _query(request)
-        with_scores, explain = flag(query, "scores"), flag(query, "explain")
+        with_scores, explain = _options(request)
         results = await classifier.predict(texts, explain)
     answer: dict[str, object] = {"labels": [r.label for r in results]}
     if with_scores:
@@ -122,7 +137,7 @@ async def index(request: web.Request) -> web.Response:
     info = request.app[MODEL_INFO]
     return json_response(
         {
-            "service": "newsgroups-classifier",
+            "service": SERVICE_NAME,
             "model": {"name": info["name"], "version": info["version"], "labels": info["labels"]},
             "links": INDEX_LINKS,
         }

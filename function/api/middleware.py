@@ -77,13 +77,18 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED
 
 
+def _answer(request: web.Request, status: int, code: str, detail: str, headers: dict[str, str] | None) -> web.Response:
+    """An error in the shape of the request's protocol: ``{"error", "detail"}``, or on the Open
+    Inference Protocol's routes its ``{"error": <detail>}``."""
+    if request.path.startswith(V2_PREFIX):
+        return json_response({"error": detail}, status, headers)
+    return error_response(status, code, detail, headers)
+
+
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    detail = _what_next(request, exc, headers.get("Allow", ""))
-    if request.path.startswith(V2_PREFIX):
-        return json_response({"error": detail}, exc.status, headers)
     code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
-    return error_response(exc.status, code, detail, headers)
+    return _answer(request, exc.status, code, _what_next(request, exc, headers.get("Allow", "")), headers)
 
 
 def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> str:
@@ -99,11 +104,9 @@ def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> st
 
 def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Response:
     headers = {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)} if exc.retry else None
-    if request.path.startswith(V2_PREFIX):  # the Open Inference Protocol's error object, and its 400
-        status = 400 if isinstance(exc, InvalidInput) else exc.status
-        response = json_response({"error": exc.detail}, status, headers)
-    else:
-        response = error_response(exc.status, exc.error, exc.detail, headers)
+    # NOTE: an invalid request is 405 by the challenge's contract, 400 by the Open Inference Protocol's.
+    v2_invalid = isinstance(exc, InvalidInput) and request.path.startswith(V2_PREFIX)
+    response = _answer(request, 400 if v2_invalid else exc.status, exc.error, exc.detail, headers)
     if exc.close:
         response.force_close()
     metrics = request.app[METRICS]

@@ -6,7 +6,7 @@ service's own, rendered in this protocol's shape by the middleware.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -15,35 +15,29 @@ from aiohttp_apispec import docs, request_schema, response_schema
 
 from function.api import schemas
 from function.api.body import tensor_body
-from function.api.handlers import check_alive, check_ready
+from function.api.handlers import BODY_ERRORS, SERVICE_NAME, check_alive, check_ready, documented_errors
 from function.api.open_inference import EXTENSIONS, HEADER_LENGTH, infer_response, model_metadata, parse_infer_request
 from function.api.responses import json_response
 from function.errors import NotFound
 from function.jsonio import JSON_CONTENT_TYPE
 from function.state import CLASSIFIER, MODEL_INFO, SETTINGS
 
-SERVER_NAME = "newsgroups-classifier"
 TAGS = ["open inference protocol"]
 _NOT_FOUND = "No model of this name (or version) is served"
 _UNAVAILABLE = "Starting, restarting a worker, or shutting down"
 _ERRORS = {
     400: "Invalid inference request: not JSON, wrong tensor name, datatype or shape, empty text, unknown output",
     404: _NOT_FOUND,
-    408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
-    413: "The body is (or is declared) larger than MAX_BODY_BYTES",
+    408: BODY_ERRORS[408],
+    413: BODY_ERRORS[413],
     415: "The Content-Type is neither application/json nor application/octet-stream",
-    417: "An Expect header other than 100-continue",
+    417: BODY_ERRORS[417],
     503: "Overloaded (retry after the Retry-After header's seconds), not ready, or stopping",
 }
 
 
-def _errors(codes: tuple[int, ...]) -> Any:
-    def decorate(func: Handler) -> Handler:
-        for code in codes:
-            func = response_schema(schemas.V2ErrorSchema, code, description=_ERRORS[code])(func)
-        return func
-
-    return decorate
+def _errors(codes: tuple[int, ...]) -> Callable[[Handler], Handler]:
+    return documented_errors(schemas.V2ErrorSchema, {code: _ERRORS[code] for code in codes})
 
 
 def served_model(request: web.Request) -> Mapping[str, Any]:
@@ -61,7 +55,7 @@ def served_model(request: web.Request) -> Mapping[str, Any]:
 @response_schema(schemas.V2ServerMetadataSchema, 200, description="Name, version and protocol extensions")
 async def server_metadata(request: web.Request) -> web.Response:
     version = request.app[MODEL_INFO]["version"]
-    return json_response({"name": SERVER_NAME, "version": version, "extensions": list(EXTENSIONS)})
+    return json_response({"name": SERVICE_NAME, "version": version, "extensions": list(EXTENSIONS)})
 
 
 @docs(tags=TAGS, summary="Server liveness", operationId="v2_server_live")

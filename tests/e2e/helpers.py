@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import jsonschema
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ServerProcess, descendants, parent_pids
+from tests.helpers import ROOT, ServerProcess, descendants, parent_pids
 
 START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
 #: The shared server's settings: the defaults, but two workers (this machine's CPUs) and a short
@@ -469,3 +470,16 @@ class MemoryCgroup:
             time.sleep(0.1)
         with contextlib.suppress(OSError):
             self.path.rmdir()
+
+
+# ---- the real clients' own virtual environment (requirements/clients.txt) -----------------------
+
+CLIENT_SCRIPTS = Path(__file__).parent / "clients"
+
+
+def clients_bin() -> Path:
+    """``.venv/clients/bin``, which ``make e2e`` builds; the test is skipped, saying so, without it."""
+    folder = ROOT / ".venv" / "clients" / "bin"
+    if not (folder / "python").exists():
+        pytest.skip(f"{folder / 'python'} is missing: `make e2e` builds it from requirements/clients.txt")
+    return folder

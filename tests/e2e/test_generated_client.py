@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import http
-from tests.e2e.test_inference_clients import CLIENTS_PYTHON, SCRIPTS
+from tests.e2e.helpers import CLIENT_SCRIPTS, clients_bin, http
 from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -20,15 +19,14 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def generated(live: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generated package ``client`` in a fresh folder, from the document the service serves."""
-    if not CLIENTS_PYTHON.exists():
-        pytest.skip(f"{CLIENTS_PYTHON} is missing: `make e2e` builds it from requirements/clients.txt")
+    clients = clients_bin()
     folder = tmp_path_factory.mktemp("generated")
     document = folder / "openapi3.json"
     document.write_bytes(http("GET", live.url + "/openapi3.json").body)
     (folder / "config.yaml").write_text("post_hooks: []\n")  # no formatter run on the output
     result = subprocess.run(
         [
-            str(CLIENTS_PYTHON.parent / "openapi-python-client"),
+            str(clients / "openapi-python-client"),
             "generate", "--path", str(document), "--meta", "none",
             "--output-path", str(folder / "client"), "--config", str(folder / "config.yaml"),
         ],
@@ -42,7 +40,7 @@ def generated(live: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_the_generated_client_gets_200_405_and_415(live: ServerProcess, generated: Path) -> None:
     model = json.loads(http("GET", live.url + "/model").body)
     result = subprocess.run(
-        [str(CLIENTS_PYTHON), str(SCRIPTS / "generated_check.py"), live.url],
+        [str(clients_bin() / "python"), str(CLIENT_SCRIPTS / "generated_check.py"), live.url],
         capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONPATH": str(generated)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-5000:]

@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import JSON, http
-from tests.helpers import ROOT, ServerProcess, split_texts
+from tests.e2e.helpers import CLIENT_SCRIPTS, JSON, clients_bin, http
+from tests.helpers import ServerProcess, split_texts
 
 pytestmark = pytest.mark.e2e
 
-CLIENTS_PYTHON = ROOT / ".venv" / "clients" / "bin" / "python"
-SCRIPTS = Path(__file__).parent / "clients"
 TEXTS = 200
 
 
@@ -45,10 +43,11 @@ def model(live: ServerProcess) -> dict[str, Any]:
 
 
 def run_client(script: str, *args: str) -> dict[str, Any]:
-    if not CLIENTS_PYTHON.exists():
-        pytest.skip(f"{CLIENTS_PYTHON} is missing: `make e2e` builds it from requirements/clients.txt")
     result = subprocess.run(
-        [str(CLIENTS_PYTHON), str(SCRIPTS / script), *args], capture_output=True, text=True, timeout=120
+        [str(clients_bin() / "python"), str(CLIENT_SCRIPTS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-5000:]
     return dict(json.loads(result.stdout))
