@@ -9,6 +9,7 @@ from bench.steps import NOISY_SHARE, V2_INFER
 from bench.tables import markdown_table
 from bench.targets import Target
 from bench.wrk import TIMEOUT_SECONDS, WrkResult
+from function.settings import Settings
 
 SOAK_HEADING = "## Soak"
 #: Scaling efficiency from which the cores count as scaling.
@@ -328,6 +329,7 @@ def scaling_section(r: Results) -> list[str]:
         rows.append(
             [
                 str(workers),
+                str(Settings(workers=workers).short_text_workers),
                 f"{w.ok_rps:.0f}",
                 f"{w.ok_rps / (workers * base.service.ok_rps):.2f}" if base else "n/a",
                 _ms(w.latency_ms["p50"]),
@@ -343,15 +345,17 @@ def scaling_section(r: Results) -> list[str]:
                 f"{cpu.machine / cpu.wall / max(1, r.cpus):.0%}",
             ]
         )
-    header = ["WORKERS", "2xx/s", "efficiency", "p50 ms", "p99 ms", "model-only docs/s", "model efficiency",
-              "event loop", "workers", "wrk", "others", "CPUs busy"]  # fmt: skip
+    header = ["WORKERS", "short texts on", "2xx/s", "efficiency", "p50 ms", "p99 ms", "model-only docs/s",
+              "model efficiency", "event loop", "workers", "wrk", "others", "CPUs busy"]  # fmt: skip
     return [
         f"## Worker scaling ({TARGET_CONNECTIONS} conns, {r.cpus} CPUs available)",
         "",
         f"A fresh `python -m function` for each worker count from 1 to the CPUs available to the benchmark "
         f"(affinity mask and cgroup quota, `function.cgroup.available_cpus`), each after the model alone in "
         f"as many processes ({min(r.seconds_per_step, 6):.0f} s). Efficiency = throughput(n) / (n x "
-        "throughput(1)); model efficiency likewise for the model-only docs/s. CPU columns: share of one core "
+        "throughput(1)); model efficiency likewise for the model-only docs/s. Short texts on: the workers that "
+        "may classify short texts at once (`Settings.short_text_workers`: CPUs − 1, at least 1; without a "
+        "memory limit every test text is short). CPU columns: share of one core "
         "during the service's step (the server process, all workers, wrk, every other process); CPUs busy: "
         "the whole machine's share of all its CPUs.",
         "",

@@ -102,6 +102,11 @@ def serve(app: web.Application, settings: Settings, listener: socket.socket, des
     try:
         return loop.run_until_complete(run(app, settings, listener, STOP_SIGNALS, descriptors))
     finally:
+        # NOTE: removing the loop's handlers restores the default action, which a signal arriving
+        # while the process exits would take (exit 143 after a clean drain): ignore them instead.
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, signal.SIG_IGN)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 

@@ -100,10 +100,21 @@ class Settings:
             _check(f, getattr(self, f.name))
 
     @functools.cached_property
+    def cpus(self) -> int:
+        """The CPUs this process may really use: cgroup quota and affinity, read once."""
+        return available_cpus()
+
+    @functools.cached_property
     def worker_count(self) -> int:
-        """Configured workers, or the CPUs this process may really use (read once: the pool, the
-        budgets and the connection limit all count the same workers)."""
-        return self.workers or available_cpus()
+        """Configured workers, or one per CPU (read once: the pool, the budgets and the connection
+        limit all count the same workers)."""
+        return self.workers or self.cpus
+
+    @property
+    def short_text_workers(self) -> int:
+        """Workers that may classify short texts at once: all but one CPU's worth, so that the event
+        loop keeps a CPU (bench/README.md, decisions); the rest stay for long texts and as spares."""
+        return max(1, min(self.worker_count, self.cpus - 1))
 
     def budgets(self) -> Budgets:
         """The memory budgets: derived from the cgroup memory limit, unless set here."""

@@ -26,15 +26,27 @@ class StandInWorker:
 
     def __init__(self) -> None:
         self.alive = True
-        self.batches: list[list[str]] = []
+        self.batches: list[list[str]] = []  # as sent, in order
         self.explained: list[tuple[int, ...]] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.error: Exception | None = None
+        self.started = 0  # calls begun: a call sent behind another begins when that one has ended
+        self._last: asyncio.Future[BatchResult] | None = None
 
-    async def predict(self, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
+    def send(self, texts: list[str], explain: tuple[int, ...]) -> asyncio.Future[BatchResult]:
+        """Take the call now; it runs once the call sent before it has ended, as in a real worker."""
         self.batches.append(list(texts))
         self.explained.append(explain)
+        self._last = asyncio.ensure_future(self._run(self._last, texts, explain))
+        return self._last
+
+    async def _run(
+        self, before: asyncio.Future[BatchResult] | None, texts: list[str], explain: tuple[int, ...]
+    ) -> BatchResult:
+        if before is not None:
+            await asyncio.wait({before})
+        self.started += 1
         await self.gate.wait()
         if self.error is not None:
             raise self.error
@@ -67,8 +79,17 @@ class StandInPool:
     def release(self, worker: StandInWorker) -> None:
         self.idle.put_nowait(worker)
 
-    async def predict(self, worker: StandInWorker, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
-        return await worker.predict(texts, explain)
+    @property
+    def has_idle(self) -> bool:
+        return not self.idle.empty()
+
+    def send(
+        self, worker: StandInWorker, texts: list[str], explain: tuple[int, ...] = ()
+    ) -> asyncio.Future[BatchResult]:
+        return worker.send(texts, explain)
+
+    async def answer(self, worker: StandInWorker, call: asyncio.Future[BatchResult]) -> BatchResult:
+        return await call
 
     ready = True
     failed = False
@@ -81,11 +102,16 @@ class StandInPool:
 
 
 async def batcher_for(
-    pool: StandInPool, batch_max_size: int = 4, max_pending: int = 100, batch_max_chars: int = 1000
+    pool: StandInPool,
+    batch_max_size: int = 4,
+    max_pending: int = 100,
+    batch_max_chars: int = 1000,
+    short_text_workers: int | None = None,
 ) -> AdaptiveBatcher:
     batcher = AdaptiveBatcher(
         pool,  # type: ignore[arg-type]
         LABELS,
+        short_text_workers=pool.size if short_text_workers is None else short_text_workers,
         batch_max_size=batch_max_size,
         batch_max_chars=batch_max_chars,
         max_pending=max_pending,
@@ -119,20 +145,54 @@ async def test_a_multi_text_request_is_answered_in_order() -> None:
     assert [p.label for p in await batcher.predict(texts)] == [t[0] for t in texts]
 
 
-async def test_texts_that_arrive_while_the_worker_is_busy_form_full_batches_the_worker_takes_itself() -> None:
+async def test_full_batches_that_arrive_while_the_worker_is_busy_are_queued_behind_its_running_call() -> None:
     pool = StandInPool()
     [worker] = pool.workers
     worker.gate.clear()
     batcher = await batcher_for(pool, batch_max_size=4)
     [first] = await submitted(batcher, "a0")
     waiting = await submitted(batcher, *(f"b{i}" for i in range(1, 10)))
+    # One full batch is with the worker already, behind the call it is running; the rest wait.
+    assert [len(b) for b in worker.batches] == [1, 4]
+    assert worker.started == 1
     worker.gate.set()
     await asyncio.gather(first, *waiting)
+    assert [b[0] for b in worker.batches] == ["a0", "b1", "b5", "b9"]
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
-    # The worker was claimed from the pool for the first batch and took the next three itself (the
-    # dispatcher's second claim came when it was given back, and found nothing left to send).
-    assert pool.acquired == 2
+    # The worker went from call to call without going back to the pool in between.
+    assert pool.acquired == 1
     assert pool.idle.qsize() == 1
+
+
+async def test_less_than_a_full_batch_waits_for_the_worker_to_answer_rather_than_queue_behind_it() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4)
+    [first] = await submitted(batcher, "a0")
+    waiting = await submitted(batcher, "b1", "b2", "b3")
+    assert worker.batches == [["a0"]]
+    worker.gate.set()
+    await asyncio.gather(first, *waiting)
+    assert worker.batches == [["a0"], ["b1", "b2", "b3"]]
+
+
+async def test_short_texts_run_on_no_more_workers_at_once_than_allowed_and_the_spare_takes_long_texts() -> None:
+    pool = StandInPool(workers=2)
+    for w in pool.workers:
+        w.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4, batch_max_chars=1000, short_text_workers=1)
+    shorts = await submitted(batcher, *(f"b{i}" for i in range(10)))
+    busy = [w for w in pool.workers if w.batches]
+    assert len(busy) == 1, "short texts took both workers"
+    [spare] = [w for w in pool.workers if not w.batches]
+    [long] = await submitted(batcher, long_text())
+    assert spare.batches == [[long_text()]], "the long text waited behind short texts"
+    for w in pool.workers:
+        w.gate.set()
+    assert [p[0].label for p in await asyncio.gather(*shorts)] == ["b"] * 10
+    assert (await long)[0].label == "a"
+    assert all(t.startswith("b") for b in busy[0].batches for t in b)
 
 
 async def test_only_texts_asked_to_be_explained_are_explained_even_in_a_shared_batch() -> None:

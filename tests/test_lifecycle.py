@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -90,6 +91,45 @@ async def test_an_idle_worker_that_dies_is_noticed_and_replaced(client: TestClie
     await wait_until(lambda: asyncio.sleep(0, only.pid != old_pid and classifier.ready), 3.0)
     response = await client.post("/prediction", data=b'{"text": "orbit"}', headers=JSON)
     assert response.status == 200
+
+
+SHORT_BATCH = json.dumps({"texts": ["the goalie stopped the puck"] * 32}).encode()  # one full batch
+
+
+async def pending_reaches(classifier: AdaptiveBatcher, texts: int) -> None:
+    await wait_until(lambda: asyncio.sleep(0, classifier.pending == texts), 5.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "fault"),
+    [
+        (Settings(workers=1, log_format="text"), "killed"),
+        (Settings(workers=1, log_format="text", inference_timeout_seconds=0.5), "hung"),
+    ],
+)
+async def test_a_batch_queued_behind_a_call_whose_worker_dies_or_hangs_runs_on_the_replacement(
+    client: TestClient, fault: str
+) -> None:
+    classifier = client.app[CLASSIFIER]
+    assert isinstance(classifier, AdaptiveBatcher)
+    [worker] = classifier.pool.workers
+    os.kill(worker.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+    try:
+        running = asyncio.create_task(client.post("/predictions", data=SHORT_BATCH, headers=JSON))
+        await pending_reaches(classifier, 32)
+        queued = asyncio.create_task(client.post("/predictions", data=SHORT_BATCH, headers=JSON))
+        await pending_reaches(classifier, 64)
+        if fault == "killed":
+            os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        first, second = await running, await queued
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGCONT)  # type: ignore[arg-type]
+    assert first.status == 503, "the texts of the call the worker held fail"
+    assert (await first.json())["error"] == "model_unavailable"
+    assert second.status == 200, "the call queued behind it never ran, so it ran again"
+    assert (await second.json())["labels"] == ["hockey"] * 32
+    assert client.app[METRICS].registry.get_sample_value("textclf_pool_worker_restarts_total") == 1
 
 
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0() -> None:

@@ -6,6 +6,11 @@ as one onnxruntime call: up to ``batch_max_size`` short texts, or long texts up 
 one text and nothing waits; under heavy load batches grow, and past ``max_pending`` texts new work
 is refused at once.
 
+Short texts run on at most ``short_text_workers`` workers at once (one fewer than the CPUs, so
+that the event loop keeps one); a full batch that no idle worker may take is queued behind a
+running short call, so that its worker goes from one call to the next without waiting for the
+event loop.
+
 A text is long when a full batch of texts its length would exceed ``batch_max_chars``. Long texts
 run on at most ``workers - 1`` workers at once, so that with two or more workers one is always free
 for short texts; when both lanes wait, workers take them in turn. A short text therefore waits
@@ -19,12 +24,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.inference.classifier import Prediction
-from function.inference.messages import decode
+from function.inference.messages import BatchResult, decode
 from function.inference.pool import InferencePool
-from function.inference.process import NotSent, WorkerProcess
+from function.inference.process import Call, NotSent, WorkerProcess
 from function.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,14 @@ class _Item:
         self.arrived = time.monotonic()  # same clock as the worker's start stamp
 
 
+class _Call(NamedTuple):
+    """A batch handed to a worker."""
+
+    call: Call[BatchResult]
+    batch: list[_Item]
+    long: bool
+
+
 class AdaptiveBatcher:
     """The production ``Classifier``: bounded lanes of texts, batched onto the pool's workers."""
 
@@ -48,6 +62,7 @@ class AdaptiveBatcher:
         pool: InferencePool,
         labels: Sequence[str],
         *,
+        short_text_workers: int,
         batch_max_size: int,
         batch_max_chars: int,
         max_pending: int,
@@ -64,11 +79,15 @@ class AdaptiveBatcher:
         self._pending = 0
         self._short: deque[_Item] = deque()
         self._long: deque[_Item] = deque()
-        self._long_running = 0
+        self._long_running = 0  # long batches sent and not yet finished: one per worker, never queued ahead
         self._last_long = False  # the lane of the last batch taken while both lanes waited
         self._work: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
+        self._short_workers = max(1, min(short_text_workers, pool.size))
+        self._short_calls = 0  # short batches sent and not yet finished, those queued ahead included
+        self._open: dict[WorkerProcess, None] = {}  # running one call and none behind it, oldest first
+        self._ahead: dict[WorkerProcess, _Call] = {}  # the call queued behind the running one
 
     @property
     def running(self) -> bool:
@@ -90,6 +109,12 @@ class AdaptiveBatcher:
     async def start(self) -> None:
         """Start the pool, then bind to the running loop and start dispatching."""
         await self.pool.start()
+        log.info(
+            "batching: up to %d short texts a call, on at most %d of the %d workers at once",
+            self._batch_max_size,
+            self._short_workers,
+            self.pool.size,
+        )
         self._work = asyncio.Event()
         self._task = asyncio.create_task(self._dispatch(), name="batcher")
 
@@ -107,13 +132,21 @@ class AdaptiveBatcher:
         for item in items:
             (self._long if len(item.text) > self._long_text else self._short).append(item)
         self._work.set()
+        if self._open:
+            self._send_ahead()
         if len(items) == 1:
             return [await items[0].future]
         return list(await asyncio.gather(*(item.future for item in items)))
 
+    def _short_may_start(self) -> bool:
+        """Fewer workers than allowed are running short texts (a call queued ahead shares its worker)."""
+        return self._short_calls - len(self._ahead) < self._short_workers
+
     def _lanes_ready(self) -> tuple[bool, bool]:
-        """Whether the short lane, and the long lane, may hand a batch to a worker now."""
-        return bool(self._short), bool(self._long) and self._long_running < self._long_workers
+        """Whether the short lane, and the long lane, may hand a batch to an idle worker now."""
+        return bool(self._short) and self._short_may_start(), bool(
+            self._long
+        ) and self._long_running < self._long_workers
 
     def _next_lane(self) -> bool | None:
         """True for the long lane, False for the short one (in turn when both may go), None for neither."""
@@ -158,9 +191,11 @@ class AdaptiveBatcher:
                 if not batch:
                     self.pool.release(worker)
                     continue
-                if long:
-                    self._long_running += 1
-                task = asyncio.create_task(self._run(worker, batch, bool(long)))
+                call = self._send(worker, batch, bool(long))
+                if call is None:
+                    self.pool.release(worker)
+                    continue
+                task = asyncio.create_task(self._run(worker, call))
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
         except BaseException as exc:
@@ -170,40 +205,85 @@ class AdaptiveBatcher:
                 log.exception("batcher stopped")
             raise
 
-    async def _run(self, worker: WorkerProcess, batch: list[_Item], long: bool) -> None:
-        """Run ``batch`` on ``worker``, then, while texts wait, the next batch on the same worker.
+    async def _run(self, worker: WorkerProcess, call: _Call | None) -> None:
+        """Finish ``call`` on ``worker``, then, while texts wait, the next batch on the same worker.
 
-        NOTE: handing the worker its next batch here, as soon as its answer is in, saves the round
-        through the dispatcher (a wake-up, ``acquire``, a new task: two or three turns of a busy
-        event loop, milliseconds under load) during which the worker would sit idle.
+        NOTE: the worker's next batch is sent from here, as soon as its answer is in, or earlier, as a
+        call queued behind the running one (``_send_ahead``). Going back through the dispatcher (a
+        wake-up, ``acquire``, a new task: two or three turns of a busy event loop) would leave the
+        worker idle meanwhile.
         """
         try:
-            while True:
-                try:
-                    await self._run_one(worker, batch, long)
-                finally:
-                    if long:
-                        self._long_running -= 1
-                lane = self._next_lane() if worker.alive and self.running and not self.pool.failed else None
-                batch = [] if lane is None else self._take(lane)
-                if not batch:
-                    return
-                long = bool(lane)
-                if long:
-                    self._long_running += 1
+            while call is not None:
+                if not call.long:
+                    self._open[worker] = None
+                    self._send_ahead()
+                await self._finish(worker, call)
+                self._open.pop(worker, None)
+                call = self._ahead.pop(worker, None)
+                if call is None and worker.alive and self.running and not self.pool.failed:
+                    lane = self._next_lane()
+                    batch = [] if lane is None else self._take(lane)
+                    call = self._send(worker, batch, bool(lane)) if batch else None
         finally:
+            self._open.pop(worker, None)
+            ahead = self._ahead.pop(worker, None)
+            if ahead is not None:  # only when this task is cancelled: the texts are failed, not lost
+                self._fail(ahead.batch, ModelUnavailable("the model is shutting down"))
+                self._pending -= len(ahead.batch)
+                self._short_calls -= 1
             self.pool.release(worker)
             if self._work is not None:
                 self._work.set()
 
-    async def _run_one(self, worker: WorkerProcess, batch: list[_Item], long: bool) -> None:
-        """One onnxruntime call: its texts are answered, failed, or put back at the front of their lane."""
-        answered = len(batch)
+    def _send_ahead(self) -> None:
+        """While a full batch of short texts waits, no idle worker may take it and no long texts wait
+        for their turn, queue it behind a running short call.
+
+        The worker starts it the moment it has answered, instead of waiting for its answer to reach the
+        event loop and the next batch to come back (half a millisecond at best, several under load).
+        """
+        while (
+            self._open
+            and len(self._short) >= self._batch_max_size
+            and not (self.pool.has_idle and self._short_may_start())
+            and not self._lanes_ready()[1]  # long texts that may run take their turn first
+        ):
+            worker = next(iter(self._open))
+            del self._open[worker]
+            batch = self._take(False)
+            call = self._send(worker, batch, False) if batch else None
+            if call is not None:
+                self._ahead[worker] = call
+
+    def _send(self, worker: WorkerProcess, batch: list[_Item], long: bool) -> _Call | None:
+        """Hand ``batch`` to ``worker`` now; None (the texts back at the front of their lane) if it had died."""
+        if long:
+            self._long_running += 1
+        else:
+            self._short_calls += 1
         try:
             explain = tuple(i for i, item in enumerate(batch) if item.explain)
-            result = await self.pool.predict(worker, [item.text for item in batch], explain)
-        except NotSent:  # the worker had died while idle: the texts go back to the front of their lane
-            (self._long if long else self._short).extendleft(reversed(batch))
+            return _Call(self.pool.send(worker, [item.text for item in batch], explain), batch, long)
+        except NotSent:
+            self._requeue(batch, long)
+        except ServiceError as exc:
+            self._fail(batch, exc)
+            self._pending -= len(batch)
+        if long:
+            self._long_running -= 1
+        else:
+            self._short_calls -= 1
+        return None
+
+    async def _finish(self, worker: WorkerProcess, call: _Call) -> None:
+        """Wait for one onnxruntime call: its texts are answered, failed, or put back at the front of their lane."""
+        batch = call.batch
+        answered = len(batch)
+        try:
+            result = await self.pool.answer(worker, call.call)
+        except NotSent:  # the worker died before it took the call: the texts may run elsewhere
+            self._requeue(batch, call.long)
             answered = 0
         except ServiceError as exc:
             self._fail(batch, exc)
@@ -218,6 +298,15 @@ class AdaptiveBatcher:
                     item.future.set_result(prediction)
         finally:
             self._pending -= answered
+            if call.long:
+                self._long_running -= 1
+            else:
+                self._short_calls -= 1
+
+    def _requeue(self, batch: list[_Item], long: bool) -> None:
+        (self._long if long else self._short).extendleft(reversed(batch))
+        if self._work is not None:
+            self._work.set()
 
     def _fail(self, batch: Sequence[_Item], error: Exception) -> None:
         for item in batch:

@@ -12,7 +12,7 @@ from typing import Any
 from function.errors import ModelUnavailable
 from function.inference import worker
 from function.inference.messages import BatchResult, WorkerConfig
-from function.inference.process import State, WorkerProcess
+from function.inference.process import Call, State, WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,18 @@ class InferencePool:
         w.release()
         self._offer(w)
 
-    async def predict(self, w: WorkerProcess, texts: list[str], explain: tuple[int, ...] = ()) -> BatchResult:
-        """Classify ``texts`` on the claimed worker ``w`` (explaining those at ``explain``), within the deadline."""
-        return await w.call(worker.predict, texts, explain, within=self._inference_timeout)
+    @property
+    def has_idle(self) -> bool:
+        """A worker is waiting for work."""
+        return bool(self._idle)
+
+    def send(self, w: WorkerProcess, texts: list[str], explain: tuple[int, ...] = ()) -> Call[BatchResult]:
+        """Hand ``texts`` to the claimed worker ``w`` to classify (explaining those at ``explain``)."""
+        return w.send(worker.predict, texts, explain)
+
+    async def answer(self, w: WorkerProcess, call: Call[BatchResult]) -> BatchResult:
+        """The result of ``send``, within the inference deadline (counted from when the call starts)."""
+        return await w.answer(call, within=self._inference_timeout)
 
     def _offer(self, w: WorkerProcess) -> None:
         if w.state is State.DEAD:

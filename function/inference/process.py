@@ -1,7 +1,9 @@
 """One inference process behind a typed handle (start, call, kill, stop) and its one state machine.
 
 Each worker has a single-process executor of its own, so a process that dies or hangs breaks only
-its own executor and fails only the call it held.
+its own executor and fails only the call it held. A second call may be made while one runs: it
+waits in the executor's pipe and starts the moment the first ends, so that the process does not
+sit idle while its answer travels to the event loop and the next call travels back.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from multiprocessing.context import BaseContext
-from typing import TypeVar, TypeVarTuple
+from typing import Any, Generic, TypeVar, TypeVarTuple
 
 from function.errors import ModelUnavailable
 from function.inference import worker
@@ -49,7 +52,17 @@ def start_forkserver() -> None:
 
 
 class NotSent(ModelUnavailable):
-    """The call never reached the process (it had died while idle): it may be made elsewhere."""
+    """The call never ran (the process had died while idle, or died or was killed during the call
+    queued before it): it may be made elsewhere."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[R]):
+    """One call handed to a process: its future, the call ahead of it, and the executor it went to."""
+
+    future: asyncio.Future[R]
+    before: asyncio.Future[Any] | None
+    executor: ProcessPoolExecutor
 
 
 class State(enum.Enum):
@@ -80,6 +93,7 @@ class WorkerProcess:
         self._config = config
         self._start_timeout = start_timeout
         self._executor: ProcessPoolExecutor | None = None
+        self._last_call: asyncio.Future[Any] | None = None  # the latest call made, until it ends
 
     def __repr__(self) -> str:
         return f"worker {self.index} (pid {self.pid}, {self.state.value})"
@@ -121,43 +135,69 @@ class WorkerProcess:
         if self.state is State.BUSY:
             self._move(State.IDLE)
 
-    async def call(self, function: Callable[[*Ts], R], *args: *Ts, within: float | None = None) -> R:
-        """Run ``function(*args)`` in the process. ModelUnavailable if it dies, or takes longer than ``within``
-        (then it is killed): either way it is dead afterwards and the pool replaces it."""
+    def send(self, function: Callable[[*Ts], R], *args: *Ts) -> Call[R]:
+        """Hand ``function(*args)`` to the process now; it runs after the call sent before it, if any."""
         executor = self._executor
         if self.state is not State.BUSY or executor is None:
             raise ModelUnavailable("the inference worker is restarting; retry shortly")
-        loop = asyncio.get_running_loop()
         try:
-            running = loop.run_in_executor(executor, function, *args)
+            running = asyncio.get_running_loop().run_in_executor(executor, function, *args)
         except BrokenProcessPool:  # it died while idle, before this call: nothing was sent
             self.kill("it exited while idle")
             raise NotSent("the inference worker had exited") from None
+        before, self._last_call = self._last_call, running
+        return Call(running, before, executor)
+
+    async def answer(self, call: Call[R], within: float | None = None) -> R:
+        """The result of a call from ``send``. ModelUnavailable if the process dies, or takes longer than
+        ``within`` once the call has started (then it is killed): either way it is dead afterwards and
+        the pool replaces it. NotSent if the process ended before it could start the call."""
+        loop = asyncio.get_running_loop()
+        running, before, executor = call.future, call.before, call.executor
         # NOTE: a timer rather than asyncio.wait_for, which (Python 3.11) makes a task of every call.
         expired = False
+        timer: asyncio.TimerHandle | None = None
 
         def expire() -> None:
             nonlocal expired
             expired = True
             running.cancel()  # safe: the executor's late answer to a cancelled future is dropped
 
-        timer = None if within is None else loop.call_later(within, expire)
+        def start_timer(_: object = None) -> None:
+            nonlocal timer
+            if within is not None and not running.done():
+                timer = loop.call_later(within, expire)
+
+        if before is None or before.done():
+            start_timer()
+        else:  # the process starts this call once it has answered the one before
+            before.add_done_callback(start_timer)
         try:
             return await running
-        except BrokenProcessPool:
+        except (BrokenProcessPool, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise
+            if not _succeeded(before):  # the process died, or was killed, before it took this call
+                raise NotSent("the inference worker stopped before this call started") from None
+            if expired:
+                if self._executor is executor:
+                    self.kill(f"it did not answer within {within:g} s")
+                raise ModelUnavailable(f"the inference worker did not answer within {within:g} s; retry") from None
             if self._executor is executor:
                 self.kill("it exited")
             raise ModelUnavailable("the inference worker stopped while handling this request; retry") from None
-        except asyncio.CancelledError:
-            if not expired:
-                raise
-            if self._executor is executor:
-                self.kill(f"it did not answer within {within:g} s")
-            raise ModelUnavailable(f"the inference worker did not answer within {within:g} s; retry") from None
         finally:
+            if before is not None:
+                before.remove_done_callback(start_timer)
             if timer is not None:
                 timer.cancel()
+            if self._last_call is running:
+                self._last_call = None
             self.last_used = loop.time()
+
+    async def call(self, function: Callable[[*Ts], R], *args: *Ts, within: float | None = None) -> R:
+        """``send``, then ``answer``."""
+        return await self.answer(self.send(function, *args), within)
 
     def kill(self, reason: str) -> None:
         """The process is of no more use: SIGKILL it (it may be hung, or stopped) and mark it dead."""
@@ -189,3 +229,14 @@ class WorkerProcess:
             log.warning("inference worker %d (pid %s) did not stop within %g s: killed", self.index, self.pid, grace)
             self._sigkill()
             await shutdown
+
+
+def _succeeded(call: asyncio.Future[Any] | None) -> bool:
+    """Whether ``call`` (None: there was none) has ended with an answer."""
+    return call is None or (call.done() and not call.cancelled() and call.exception() is None)
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (rather than the call it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -139,3 +139,23 @@ def test_a_sigterm_before_the_service_is_up_stops_it_at_once(delay: float) -> No
     assert took < 5
     assert "Traceback" not in output, output
     wait_for(lambda: all(gone(pid) for pid in family), within=5)
+
+
+def test_signals_while_the_drained_service_exits_change_nothing() -> None:
+    """After the drain, on its way out, the process still ignores stop signals: exit 0, never 143."""
+    server = ServerProcess(env={"WORKERS": "1", "LOG_FORMAT": "json"})
+    server.wait_ready()
+    server.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while b'"message":"stopped"' not in os.pread(server.log.fileno(), 1 << 20, 0):
+        assert time.monotonic() < deadline, "the service did not stop"
+        time.sleep(0.001)
+    signalled = 0
+    while server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        signalled += 1
+        time.sleep(0.001)
+    output = server.stop()
+    print(f"{signalled} SIGTERMs after the drain ended; exit {server.proc.returncode}")
+    assert signalled > 0, "the process had exited before the test could signal it"
+    assert server.proc.returncode == 0, output[-2000:]
