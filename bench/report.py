@@ -329,7 +329,7 @@ def scaling_section(r: Results) -> list[str]:
         rows.append(
             [
                 str(workers),
-                str(Settings(workers=workers).short_text_workers),
+                str(Settings(workers=workers).short_text_worker_count),
                 f"{w.ok_rps:.0f}",
                 f"{w.ok_rps / (workers * base.service.ok_rps):.2f}" if base else "n/a",
                 _ms(w.latency_ms["p50"]),
@@ -354,7 +354,7 @@ def scaling_section(r: Results) -> list[str]:
         f"(affinity mask and cgroup quota, `function.cgroup.available_cpus`), each after the model alone in "
         f"as many processes ({min(r.seconds_per_step, 6):.0f} s). Efficiency = throughput(n) / (n x "
         "throughput(1)); model efficiency likewise for the model-only docs/s. Short texts on: the workers that "
-        "may classify short texts at once (`Settings.short_text_workers`: CPUs − 1, at least 1; without a "
+        "may classify short texts at once (`SHORT_TEXT_WORKERS`, by default CPUs − 1, at least 1; without a "
         "memory limit every test text is short). CPU columns: share of one core "
         "during the service's step (the server process, all workers, wrk, every other process); CPUs busy: "
         "the whole machine's share of all its CPUs.",

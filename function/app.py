@@ -98,7 +98,7 @@ def pool_classifier(
     return AdaptiveBatcher(
         pool,
         labels,
-        short_text_workers=settings.short_text_workers,
+        short_text_workers=settings.short_text_worker_count,
         batch_max_size=settings.batch_max_size,
         batch_max_chars=batch_max_chars,
         max_pending=settings.max_pending,

@@ -52,6 +52,12 @@ class Settings:
     workers: int = _setting(
         0, "WORKERS", "inference processes; 0 = CPUs this process may use (cgroup quota, affinity)", minimum=0
     )
+    short_text_workers: int = _setting(
+        0,
+        "SHORT_TEXT_WORKERS",
+        "workers that may classify short texts at once; 0 = one fewer than the CPUs (at least 1)",
+        minimum=0,
+    )
     max_body_bytes: int = _setting(
         1024 * 1024, "MAX_BODY_BYTES", "largest request body accepted (413 beyond)", minimum=1
     )
@@ -111,10 +117,10 @@ class Settings:
         return self.workers or self.cpus
 
     @property
-    def short_text_workers(self) -> int:
-        """Workers that may classify short texts at once: all but one CPU's worth, so that the event
-        loop keeps a CPU (bench/README.md, decisions); the rest stay for long texts and as spares."""
-        return max(1, min(self.worker_count, self.cpus - 1))
+    def short_text_worker_count(self) -> int:
+        """Configured, or all but one CPU's worth, so that the event loop keeps a CPU (bench/README.md,
+        decisions); the other workers take long texts and stand by. Never more than the workers."""
+        return min(self.worker_count, self.short_text_workers or max(1, self.cpus - 1))
 
     def budgets(self) -> Budgets:
         """The memory budgets: derived from the cgroup memory limit, unless set here."""
