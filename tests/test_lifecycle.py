@@ -107,7 +107,7 @@ async def pending_reaches(classifier: AdaptiveBatcher, texts: int) -> None:
         (Settings(workers=1, log_format="text", inference_timeout_seconds=0.5), "hung"),
     ],
 )
-async def test_a_batch_queued_behind_a_call_whose_worker_dies_or_hangs_runs_on_the_replacement(
+async def test_batches_queued_behind_a_call_whose_worker_dies_or_hangs_run_on_the_replacement(
     client: TestClient, fault: str
 ) -> None:
     classifier = client.app[CLASSIFIER]
@@ -119,9 +119,11 @@ async def test_a_batch_queued_behind_a_call_whose_worker_dies_or_hangs_runs_on_t
         await pending_reaches(classifier, 32)
         queued = asyncio.create_task(client.post("/predictions", data=SHORT_BATCH, headers=JSON))
         await pending_reaches(classifier, 64)
+        waiting = asyncio.create_task(client.post("/predictions", data=SHORT_BATCH, headers=JSON))
+        await pending_reaches(classifier, 96)
         if fault == "killed":
             os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
-        first, second = await running, await queued
+        first, second, third = await running, await queued, await waiting
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGCONT)  # type: ignore[arg-type]
@@ -129,6 +131,7 @@ async def test_a_batch_queued_behind_a_call_whose_worker_dies_or_hangs_runs_on_t
     assert (await first.json())["error"] == "model_unavailable"
     assert second.status == 200, "the call queued behind it never ran, so it ran again"
     assert (await second.json())["labels"] == ["hockey"] * 32
+    assert third.status == 200, "the batch still waiting in its lane went to the replacement too"
     assert client.app[METRICS].registry.get_sample_value("textclf_pool_worker_restarts_total") == 1
 
 

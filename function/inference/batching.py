@@ -215,7 +215,7 @@ class AdaptiveBatcher:
         """
         try:
             while call is not None:
-                if not call.long:
+                if not call.long and worker.alive:
                     self._open[worker] = None
                     self._send_ahead()
                 await self._finish(worker, call)

@@ -139,7 +139,7 @@ class WorkerProcess:
         """Hand ``function(*args)`` to the process now; it runs after the call sent before it, if any."""
         executor = self._executor
         if self.state is not State.BUSY or executor is None:
-            raise ModelUnavailable("the inference worker is restarting; retry shortly")
+            raise NotSent("the inference worker is restarting; retry shortly")
         try:
             running = asyncio.get_running_loop().run_in_executor(executor, function, *args)
         except BrokenProcessPool:  # it died while idle, before this call: nothing was sent
