@@ -54,7 +54,7 @@ train: $(DEV)
 	$(BIN)/python train.py
 
 ## openapi: regenerate openapi.json (Swagger 2.0) and openapi3.json (OpenAPI 3.0) from the handlers' schemas
-openapi: $(RUNTIME)
+openapi: $(DEV)
 	$(BIN)/python -m function.api.openapi 2 > openapi.json
 	$(BIN)/python -m function.api.openapi 3 > openapi3.json
 

@@ -1,4 +1,5 @@
-"""What each side of the process boundary may import: the server no training or inference library."""
+"""What each side of the process boundary may import: the server no training, inference or
+documentation library."""
 
 from __future__ import annotations
 
@@ -16,6 +17,20 @@ def test_the_server_process_imports_no_training_or_inference_library() -> None:
         "create_app(Settings())\n"
         "banned = {'sklearn', 'skl2onnx', 'scipy', 'train', 'onnxruntime', 'numpy'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in banned or m == 'function.inference.session'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_server_process_imports_no_documentation_tool() -> None:
+    """It serves the committed API documents: aiohttp-apispec and marshmallow only generate them."""
+    code = (
+        "import sys, function.__main__\n"
+        "from function.app import create_app\nfrom function.settings import Settings\n"
+        "create_app(Settings())\n"
+        "banned = {'aiohttp_apispec', 'apispec', 'marshmallow', 'webargs', 'jinja2', 'function.api.schemas'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in banned or m in banned))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

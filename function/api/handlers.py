@@ -6,11 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp_apispec import docs, request_schema, response_schema
-from marshmallow import Schema
 
-from function.api import schemas
 from function.api.body import json_body
+from function.api.documented import docs, request_schema, response_schema
 from function.api.explanations import explanation_json
 from function.api.responses import json_response
 from function.api.validation import flag, prediction_text, prediction_texts
@@ -58,8 +56,8 @@ _ERRORS = {
 }
 
 
-def documented_errors(schema: type[Schema], descriptions: Mapping[int, str]) -> Callable[[Handler], Handler]:
-    """A decorator documenting each status of ``descriptions`` as an answer in ``schema``."""
+def documented_errors(schema: str, descriptions: Mapping[int, str]) -> Callable[[Handler], Handler]:
+    """A decorator documenting each status of ``descriptions`` as an answer in ``schema`` (a class name)."""
 
     def decorate(func: Handler) -> Handler:
         for code, text in descriptions.items():
@@ -69,7 +67,7 @@ def documented_errors(schema: type[Schema], descriptions: Mapping[int, str]) -> 
     return decorate
 
 
-_errors = documented_errors(schemas.ErrorSchema, _ERRORS)
+_errors = documented_errors("ErrorSchema", _ERRORS)
 
 
 def _options(request: web.Request) -> tuple[bool, bool]:
@@ -90,8 +88,8 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
     consumes=["application/json"],
     parameters=[_SCORES, _EXPLAIN],
 )
-@request_schema(schemas.ApiRequestSchema, required=True)
-@response_schema(schemas.ApiResponseSchema, 200, description="Successful prediction")
+@request_schema("ApiRequestSchema", required=True)
+@response_schema("ApiResponseSchema", 200, description="Successful prediction")
 @_errors
 async def prediction(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
@@ -114,8 +112,8 @@ async def prediction(request: web.Request) -> web.Response:
     consumes=["application/json"],
     parameters=[_SCORES, _EXPLAIN],
 )
-@request_schema(schemas.BatchRequestSchema, required=True)
-@response_schema(schemas.BatchResponseSchema, 200, description="One label per text, in order")
+@request_schema("BatchRequestSchema", required=True)
+@response_schema("BatchResponseSchema", 200, description="One label per text, in order")
 @_errors
 async def predictions(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
@@ -132,7 +130,7 @@ async def predictions(request: web.Request) -> web.Response:
 
 
 @docs(tags=["operations"], summary="Where to start: links to the docs, the model and the metrics", operationId="index")
-@response_schema(schemas.IndexSchema, 200, description="The service, its model, and links")
+@response_schema("IndexSchema", 200, description="The service, its model, and links")
 async def index(request: web.Request) -> web.Response:
     info = request.app[MODEL_INFO]
     return json_response(
@@ -157,7 +155,7 @@ INDEX_LINKS = {
 
 
 @docs(tags=["model"], summary="Metadata of the served model (model/model.json)", operationId="model")
-@response_schema(schemas.ModelSchema, 200, description="Name, version, labels, SHA-256, metrics")
+@response_schema("ModelSchema", 200, description="Name, version, labels, SHA-256, metrics")
 async def model(request: web.Request) -> web.Response:
     return json_response(request.app[MODEL_INFO])
 
@@ -167,16 +165,16 @@ async def model(request: web.Request) -> web.Response:
     summary="Liveness: the event loop answers and the inference workers can be started",
     operationId="healthz",
 )
-@response_schema(schemas.StatusSchema, 200, description="Alive")
-@response_schema(schemas.ErrorSchema, 503, description="Inference workers keep failing to start: restart the process")
+@response_schema("StatusSchema", 200, description="Alive")
+@response_schema("ErrorSchema", 503, description="Inference workers keep failing to start: restart the process")
 async def healthz(request: web.Request) -> web.Response:
     check_alive(request.app)
     return json_response({"status": "ok"})
 
 
 @docs(tags=["operations"], summary="Readiness: model loaded, every worker alive and warm", operationId="readyz")
-@response_schema(schemas.StatusSchema, 200, description="Ready for traffic")
-@response_schema(schemas.ErrorSchema, 503, description="Starting, restarting a worker, or shutting down")
+@response_schema("StatusSchema", 200, description="Ready for traffic")
+@response_schema("ErrorSchema", 503, description="Starting, restarting a worker, or shutting down")
 async def readyz(request: web.Request) -> web.Response:
     check_ready(request.app)
     return json_response({"status": "ready"})

@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp_apispec import AiohttpApiSpec
 
+from function.api.documented import records
 from function.api.routes import ROUTES
 from function.errors import StartupError
 from function.jsonio import dumps_pretty
@@ -135,16 +135,16 @@ def _refs_to_components(node: Any) -> Any:
 
 
 def _spec_dict() -> dict[str, Any]:
+    from aiohttp_apispec import AiohttpApiSpec
+
     # NOTE: aiohttp-apispec consumes each handler's __apispec__ while registering (and keys a
-    # throwaway app with strings), so it works on copies, on an app that is never run.
+    # throwaway app with strings), so it works on stand-ins, on an app that is never run.
     scratch = web.Application()
     for method, path, handler in ROUTES:
-        if hasattr(handler, "__apispec__"):
-            stand_in = _stand_in()
-            described = copy.deepcopy(getattr(handler, "__apispec__"))  # noqa: B009
+        stand_in = _described(handler)
+        if stand_in is not None:
             if "{version}" in path:  # one handler serves both spellings; operation ids must differ
-                described["operationId"] += "_version"
-            setattr(stand_in, "__apispec__", described)  # noqa: B010
+                getattr(stand_in, "__apispec__")["operationId"] += "_version"  # noqa: B009
             scratch.router.add_route(method, path, stand_in)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
@@ -160,13 +160,26 @@ def _spec_dict() -> dict[str, Any]:
         return scratch["swagger_dict"]  # type: ignore[no-any-return]
 
 
-def _stand_in() -> Handler:
-    """A fresh handler object to carry a copy of a real handler's documentation."""
+def _described(handler: Handler) -> Handler | None:
+    """A fresh stand-in for ``handler`` carrying its documentation (``function.api.documented``),
+    applied with aiohttp-apispec's decorators; None for an undocumented handler."""
+    import aiohttp_apispec
 
-    async def never_called(request: web.Request) -> web.StreamResponse:
+    from function.api import schemas
+
+    recorded = records(handler)
+    if not recorded:
+        return None
+
+    async def stand_in(request: web.Request) -> web.StreamResponse:
         raise NotImplementedError
 
-    return never_called
+    described: Handler = stand_in
+    for name, args, kwargs in recorded:
+        if name != "docs":  # the schema comes first, by name
+            args = (getattr(schemas, args[0]), *args[1:])
+        described = getattr(aiohttp_apispec, name)(*args, **kwargs)(described)
+    return described
 
 
 if __name__ == "__main__":

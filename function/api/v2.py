@@ -11,10 +11,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp_apispec import docs, request_schema, response_schema
 
-from function.api import schemas
 from function.api.body import tensor_body
+from function.api.documented import docs, request_schema, response_schema
 from function.api.handlers import BODY_ERRORS, SERVICE_NAME, check_alive, check_ready, documented_errors
 from function.api.open_inference import EXTENSIONS, HEADER_LENGTH, infer_response, model_metadata, parse_infer_request
 from function.api.responses import json_response
@@ -37,7 +36,7 @@ _ERRORS = {
 
 
 def _errors(codes: tuple[int, ...]) -> Callable[[Handler], Handler]:
-    return documented_errors(schemas.V2ErrorSchema, {code: _ERRORS[code] for code in codes})
+    return documented_errors("V2ErrorSchema", {code: _ERRORS[code] for code in codes})
 
 
 def served_model(request: web.Request) -> Mapping[str, Any]:
@@ -52,37 +51,37 @@ def served_model(request: web.Request) -> Mapping[str, Any]:
 
 
 @docs(tags=TAGS, summary="Server metadata", operationId="v2_server_metadata")
-@response_schema(schemas.V2ServerMetadataSchema, 200, description="Name, version and protocol extensions")
+@response_schema("V2ServerMetadataSchema", 200, description="Name, version and protocol extensions")
 async def server_metadata(request: web.Request) -> web.Response:
     version = request.app[MODEL_INFO]["version"]
     return json_response({"name": SERVICE_NAME, "version": version, "extensions": list(EXTENSIONS)})
 
 
 @docs(tags=TAGS, summary="Server liveness", operationId="v2_server_live")
-@response_schema(schemas.V2LiveSchema, 200, description="Alive")
-@response_schema(schemas.V2ErrorSchema, 503, description="Inference workers keep failing to start")
+@response_schema("V2LiveSchema", 200, description="Alive")
+@response_schema("V2ErrorSchema", 503, description="Inference workers keep failing to start")
 async def server_live(request: web.Request) -> web.Response:
     check_alive(request.app)
     return json_response({"live": True})
 
 
 @docs(tags=TAGS, summary="Server readiness", operationId="v2_server_ready")
-@response_schema(schemas.V2ReadySchema, 200, description="Ready for inference")
-@response_schema(schemas.V2ErrorSchema, 503, description=_UNAVAILABLE)
+@response_schema("V2ReadySchema", 200, description="Ready for inference")
+@response_schema("V2ErrorSchema", 503, description=_UNAVAILABLE)
 async def server_ready(request: web.Request) -> web.Response:
     check_ready(request.app)
     return json_response({"ready": True})
 
 
 @docs(tags=TAGS, summary="Model metadata: its input and output tensors", operationId="v2_model_metadata")
-@response_schema(schemas.V2ModelMetadataSchema, 200, description="Name, versions, platform, tensors, labels")
+@response_schema("V2ModelMetadataSchema", 200, description="Name, versions, platform, tensors, labels")
 @_errors((404,))
 async def model_metadata_handler(request: web.Request) -> web.Response:
     return json_response(model_metadata(served_model(request)))
 
 
 @docs(tags=TAGS, summary="Model readiness", operationId="v2_model_ready")
-@response_schema(schemas.V2ModelReadySchema, 200, description="Ready for inference")
+@response_schema("V2ModelReadySchema", 200, description="Ready for inference")
 @_errors((404, 503))
 async def model_ready(request: web.Request) -> web.Response:
     info = served_model(request)
@@ -99,8 +98,8 @@ async def model_ready(request: web.Request) -> web.Response:
     operationId="v2_infer",
     consumes=[JSON_CONTENT_TYPE],
 )
-@request_schema(schemas.V2InferRequestSchema, required=True)
-@response_schema(schemas.V2InferResponseSchema, 200, description="The requested outputs, in the order requested")
+@request_schema("V2InferRequestSchema", required=True)
+@response_schema("V2InferResponseSchema", 200, description="The requested outputs, in the order requested")
 @_errors(tuple(_ERRORS))
 async def infer(request: web.Request) -> web.Response:
     info, classifier = served_model(request), request.app[CLASSIFIER]
