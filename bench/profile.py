@@ -123,7 +123,7 @@ SERVICE_FILES = {
 }
 BATCHER = {
     "AdaptiveBatcher.predict": "batcher: submit (AdaptiveBatcher.predict)",
-    "AdaptiveBatcher._run": "batcher: batch completion, each future's result (AdaptiveBatcher._run)",
+    "AdaptiveBatcher._finish": "batcher: batch completion, each future's result (AdaptiveBatcher._finish)",
 }
 METRICS = {
     "Metrics.observe_request": "metrics: observe_request (middleware)",

@@ -23,7 +23,11 @@ class LabelWindow:
         self._ring = [-1] * size
         self._at = 0
         self._counts = [0] * len(labels)
-        self.filled = 0
+
+    @property
+    def filled(self) -> int:
+        """Predictions the window holds (up to its size)."""
+        return sum(self._counts)
 
     def add(self, label: str) -> None:
         i = self._index.get(label)
@@ -32,8 +36,6 @@ class LabelWindow:
         old = self._ring[self._at]
         if old >= 0:
             self._counts[old] -= 1
-        else:
-            self.filled += 1
         self._ring[self._at] = i
         self._counts[i] += 1
         self._at = (self._at + 1) % len(self._ring)
@@ -41,9 +43,10 @@ class LabelWindow:
     def divergence(self) -> float:
         """Jensen–Shannon divergence (base 2: 0 same mix, 1 disjoint) of the window from the reference;
         NaN while the window is empty or the model has no reference mix."""
-        if self._reference is None or not self.filled:
+        filled = self.filled
+        if self._reference is None or not filled:
             return math.nan
-        return jensen_shannon([c / self.filled for c in self._counts], self._reference)
+        return jensen_shannon([c / filled for c in self._counts], self._reference)
 
 
 def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:

@@ -16,6 +16,7 @@ from function.errors import ModelUnavailable, Overloaded, ServiceError
 from function.inference.batching import AdaptiveBatcher
 from function.inference.classifier import Explanation, Prediction
 from function.inference.messages import BatchResult
+from function.inference.process import NotSent
 from function.metrics import Metrics
 
 LABELS = ("a", "b")
@@ -38,7 +39,8 @@ class StandInWorker:
         """Take the call now; it runs once the call sent before it has ended, as in a real worker."""
         self.batches.append(list(texts))
         self.explained.append(explain)
-        self._last = asyncio.ensure_future(self._run(self._last, texts, explain))
+        before = self._last if self._last is not None and not self._last.done() else None
+        self._last = asyncio.ensure_future(self._run(before, texts, explain))
         return self._last
 
     async def _run(
@@ -46,6 +48,8 @@ class StandInWorker:
     ) -> BatchResult:
         if before is not None:
             await asyncio.wait({before})
+            if before.cancelled() or before.exception() is not None:  # as a process that died in it
+                raise NotSent("the worker stopped before this call started")
         self.started += 1
         await self.gate.wait()
         if self.error is not None:
@@ -280,6 +284,24 @@ async def test_a_stopped_batcher_fails_queued_waiters_and_refuses_new_work() -> 
         await queued
     with pytest.raises(ModelUnavailable):
         await batcher.predict(["a"])
+
+
+async def test_texts_queued_behind_a_call_that_fails_while_stopping_fail_too_rather_than_wait_forever() -> None:
+    pool = StandInPool()
+    [worker] = pool.workers
+    worker.gate.clear()
+    batcher = await batcher_for(pool, batch_max_size=4)
+    [running] = await submitted(batcher, "a0")
+    queued = await submitted(batcher, "b1", "b2", "b3", "b4")
+    assert [len(b) for b in worker.batches] == [1, 4], "the full batch was not queued behind the running call"
+    stopping = asyncio.create_task(batcher.stop(grace=1.0))
+    await asyncio.sleep(0.01)
+    worker.error = ModelUnavailable("the worker was killed at the end of the grace")
+    worker.gate.set()
+    await asyncio.wait_for(stopping, 1.0)
+    outcomes = await asyncio.wait_for(asyncio.gather(running, *queued, return_exceptions=True), 1.0)
+    assert all(isinstance(o, ModelUnavailable) for o in outcomes), outcomes
+    assert batcher.pending == 0
 
 
 async def test_a_caller_that_gives_up_is_dropped_from_its_batch() -> None:

@@ -186,12 +186,7 @@ class AdaptiveBatcher:
                 except ServiceError as exc:  # the pool has failed: answer at once rather than never
                     self._fail_queued(exc)
                     continue
-                long = self._next_lane()
-                batch = [] if long is None else self._take(long)
-                if not batch:
-                    self.pool.release(worker)
-                    continue
-                call = self._send(worker, batch, bool(long))
+                call = self._next_call(worker)
                 if call is None:
                     self.pool.release(worker)
                     continue
@@ -222,9 +217,7 @@ class AdaptiveBatcher:
                 self._open.pop(worker, None)
                 call = self._ahead.pop(worker, None)
                 if call is None and worker.alive and self.running and not self.pool.failed:
-                    lane = self._next_lane()
-                    batch = [] if lane is None else self._take(lane)
-                    call = self._send(worker, batch, bool(lane)) if batch else None
+                    call = self._next_call(worker)
         finally:
             self._open.pop(worker, None)
             ahead = self._ahead.pop(worker, None)
@@ -251,30 +244,35 @@ class AdaptiveBatcher:
         ):
             worker = next(iter(self._open))
             del self._open[worker]
-            batch = self._take(False)
-            call = self._send(worker, batch, False) if batch else None
+            call = self._next_call(worker, False)
             if call is not None:
                 self._ahead[worker] = call
 
+    def _next_call(self, worker: WorkerProcess, long: bool | None = None) -> _Call | None:
+        """The next batch of lane ``long`` (by default the lane whose turn it is), sent to ``worker``;
+        None when there is none, or when it could not be sent."""
+        if long is None:
+            long = self._next_lane()
+        batch = [] if long is None else self._take(long)
+        return self._send(worker, batch, bool(long)) if batch else None
+
     def _send(self, worker: WorkerProcess, batch: list[_Item], long: bool) -> _Call | None:
         """Hand ``batch`` to ``worker`` now; None (the texts back at the front of their lane) if it had died."""
+        try:
+            explain = tuple(i for i, item in enumerate(batch) if item.explain)
+            call = _Call(self.pool.send(worker, [item.text for item in batch], explain), batch, long)
+        except NotSent:
+            self._requeue(batch, long)
+            return None
+        except ServiceError as exc:
+            self._fail(batch, exc)
+            self._pending -= len(batch)
+            return None
         if long:
             self._long_running += 1
         else:
             self._short_calls += 1
-        try:
-            explain = tuple(i for i, item in enumerate(batch) if item.explain)
-            return _Call(self.pool.send(worker, [item.text for item in batch], explain), batch, long)
-        except NotSent:
-            self._requeue(batch, long)
-        except ServiceError as exc:
-            self._fail(batch, exc)
-            self._pending -= len(batch)
-        if long:
-            self._long_running -= 1
-        else:
-            self._short_calls -= 1
-        return None
+        return call
 
     async def _finish(self, worker: WorkerProcess, call: _Call) -> None:
         """Wait for one onnxruntime call: its texts are answered, failed, or put back at the front of their lane."""
@@ -304,6 +302,11 @@ class AdaptiveBatcher:
                 self._short_calls -= 1
 
     def _requeue(self, batch: list[_Item], long: bool) -> None:
+        """Texts that never ran go back to the front of their lane, or fail once nothing takes them."""
+        if not self.running:  # stopping: the dispatcher and the workers' loops have ended
+            self._fail(batch, ModelUnavailable("the model is shutting down"))
+            self._pending -= len(batch)
+            return
         (self._long if long else self._short).extendleft(reversed(batch))
         if self._work is not None:
             self._work.set()

@@ -142,8 +142,8 @@ class WorkerProcess:
             raise NotSent("the inference worker is restarting; retry shortly")
         try:
             running = asyncio.get_running_loop().run_in_executor(executor, function, *args)
-        except BrokenProcessPool:  # it died while idle, before this call: nothing was sent
-            self.kill("it exited while idle")
+        except BrokenProcessPool:  # it died before this call (idle, or running the one before): nothing was sent
+            self.kill("it had exited")
             raise NotSent("the inference worker had exited") from None
         before, self._last_call = self._last_call, running
         return Call(running, before, executor)
