@@ -9,17 +9,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from function.api.middleware import TRACEPARENT, trace_id_of
 from function.api.routes import HEALTH_PATHS
 from function.logs import stderr_lines
 from function.state import STARTED
 
 ACCESS_LOGGER = "function.access"
-TRACEPARENT = "traceparent"
-
-
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id inside an answer's ``traceparent`` header (the access log's ``trace_id``)."""
-    return None if traceparent is None else traceparent[3:35]
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -35,20 +30,29 @@ class AccessLogger(AbstractAccessLogger):
         self._lines = stderr_lines()
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
+        if not self._wanted(request):
+            return
         started = request.get(STARTED)  # absent when aiohttp answered before the app (a malformed request)
         if started is not None:
             elapsed = time.perf_counter() - started
         headers = response.headers
         trace_id = trace_id_of(headers.get(TRACEPARENT))
-        self.write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id)
+        self._write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id)
 
     def write(
         self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None, trace_id: str | None
     ) -> None:
         """One access line; also used for requests that end without a response (499)."""
+        if self._wanted(request):
+            self._write(request, status, elapsed, request_id, trace_id)
+
+    def _wanted(self, request: web.BaseRequest) -> bool:
+        return request.path not in HEALTH_PATHS and self.logger.isEnabledFor(logging.INFO)
+
+    def _write(
+        self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None, trace_id: str | None
+    ) -> None:
         method, path = request.method, request.path
-        if path in HEALTH_PATHS or not self.logger.isEnabledFor(logging.INFO):
-            return
         fields = {
             "method": method,
             "path": path,

@@ -12,7 +12,6 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from function.api.access_log import TRACEPARENT, trace_id_of
 from function.api.responses import error_response, json_response
 from function.api.routes import V2_PREFIX
 from function.errors import InvalidInput, ServiceError
@@ -25,6 +24,12 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 UNMATCHED = "unmatched"
+TRACEPARENT = "traceparent"
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id inside a ``traceparent`` this middleware wrote (the access log's ``trace_id``)."""
+    return None if traceparent is None else traceparent[3:35]
 
 
 class RequestIds:
@@ -47,15 +52,13 @@ class RequestIds:
         not given is ``<trace id>-<span id>``.
         """
         given = request.headers.get("X-Request-ID")
+        safe = given if given is not None and _SAFE_ID.fullmatch(given) else None
         trace = _trace(request.headers.get(TRACEPARENT))
         if trace is None:
-            if given is not None and _SAFE_ID.fullmatch(given):
-                return given, None
-            return f"{self._prefix}{next(self._count):016x}", None
+            return safe or f"{self._prefix}{next(self._count):016x}", None
         trace_id, flags = trace
         span = f"{self._span_prefix}{next(self._count) & 0xFFFFFFFF:08x}"
-        rid = given if given is not None and _SAFE_ID.fullmatch(given) else f"{trace_id}-{span}"
-        return rid, f"00-{trace_id}-{span}-{flags}"
+        return safe or f"{trace_id}-{span}", f"00-{trace_id}-{span}-{flags}"
 
 
 def _trace(header: str | None) -> tuple[str, str] | None:
@@ -77,10 +80,10 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED
 
 
-def _answer(request: web.Request, status: int, code: str, detail: str, headers: dict[str, str] | None) -> web.Response:
+def _answer(v2: bool, status: int, code: str, detail: str, headers: dict[str, str] | None) -> web.Response:
     """An error in the shape of the request's protocol: ``{"error", "detail"}``, or on the Open
-    Inference Protocol's routes its ``{"error": <detail>}``."""
-    if request.path.startswith(V2_PREFIX):
+    Inference Protocol's routes (``v2``) its ``{"error": <detail>}``."""
+    if v2:
         return json_response({"error": detail}, status, headers)
     return error_response(status, code, detail, headers)
 
@@ -88,7 +91,8 @@ def _answer(request: web.Request, status: int, code: str, detail: str, headers: 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
     code = re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
-    return _answer(request, exc.status, code, _what_next(request, exc, headers.get("Allow", "")), headers)
+    v2 = request.path.startswith(V2_PREFIX)
+    return _answer(v2, exc.status, code, _what_next(request, exc, headers.get("Allow", "")), headers)
 
 
 def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> str:
@@ -104,9 +108,10 @@ def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> st
 
 def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Response:
     headers = {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)} if exc.retry else None
+    v2 = request.path.startswith(V2_PREFIX)
     # NOTE: an invalid request is 405 by the challenge's contract, 400 by the Open Inference Protocol's.
-    v2_invalid = isinstance(exc, InvalidInput) and request.path.startswith(V2_PREFIX)
-    response = _answer(request, 400 if v2_invalid else exc.status, exc.error, exc.detail, headers)
+    status = 400 if v2 and isinstance(exc, InvalidInput) else exc.status
+    response = _answer(v2, status, exc.error, exc.detail, headers)
     if exc.close:
         response.force_close()
     metrics = request.app[METRICS]

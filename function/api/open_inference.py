@@ -43,7 +43,6 @@ class InferRequest:
     texts: list[str]
     #: Requested outputs in order, each with whether it goes back as binary data.
     outputs: tuple[tuple[str, bool], ...]
-    parameters: Mapping[str, Any]
 
     @property
     def explain(self) -> bool:
@@ -84,7 +83,7 @@ def parse_infer_request(header: Any, binary: memoryview, max_items: int) -> Infe
     outputs = _outputs(header.get("outputs"), binary_default)
     if _flag(parameters, "explain", "parameters") and all(name != EXPLANATION for name, _ in outputs):
         outputs += ((EXPLANATION, binary_default),)
-    return InferRequest(request_id, texts, outputs, parameters)
+    return InferRequest(request_id, texts, outputs)
 
 
 def infer_response(

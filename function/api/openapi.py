@@ -22,7 +22,7 @@ from function.api.documented import records
 from function.api.routes import ROUTES
 from function.errors import StartupError
 from function.jsonio import dumps_pretty
-from function.model_info import METADATA_FILE, load_model_info
+from function.model_info import load_model_info
 from function.settings import Settings
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def generate_document(major: int = 2, info: Mapping[str, Any] | None = None) -> 
 
     ``info`` is the model's ``model.json`` (by default the committed model's).
     """
-    info = load_model_info(Settings.model_dir / METADATA_FILE) if info is None else info
+    info = load_model_info(Settings().metadata_path) if info is None else info
     swagger = _with_model(_spec_dict(), info)
     return dumps_pretty(swagger if major == 2 else to_openapi3(swagger))
 

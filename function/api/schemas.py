@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from function.api.open_inference import REQUESTABLE
 from function.api.validation import TEXT_PATTERN
 from function.inference.classifier import EXPLAINED_TERMS
-from function.model_info import REQUIRED
+from function.model_info import INPUT, REQUIRED
 from function.settings import Settings
 
 #: The documented maximum is the default; MAX_BATCH_ITEMS changes the enforced one.
@@ -153,7 +154,7 @@ class V2ModelMetadataSchema(Schema):
 
 
 class V2InferInputSchema(Schema):
-    name = fields.String(required=True, validate=validate.OneOf(["text"]), metadata=_tensor_name)
+    name = fields.String(required=True, validate=validate.OneOf([INPUT]), metadata=_tensor_name)
     shape = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=2), metadata=_shape)
     datatype = fields.String(required=True, validate=validate.OneOf(["BYTES"]))
     parameters = fields.Dict(metadata={"description": "binary_data_size: the bytes of binary data, if binary"})
@@ -161,9 +162,7 @@ class V2InferInputSchema(Schema):
 
 
 class V2RequestedOutputSchema(Schema):
-    name = fields.String(
-        required=True, validate=validate.OneOf(["label", "probabilities", "explanation"]), metadata=_tensor_name
-    )
+    name = fields.String(required=True, validate=validate.OneOf(list(REQUESTABLE)), metadata=_tensor_name)
     parameters = fields.Dict(metadata={"description": "binary_data: true to receive it as binary data"})
 
 
