@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
+.PHONY: run test lint pytest train distill bench-pareto openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -49,9 +49,21 @@ lint: $(DEV)
 pytest: $(DEV)
 	$(BIN)/pytest
 
-## train: retrain, select, evaluate and export into model/ (about a minute)
+## train: retrain, select, evaluate and export into model/ (a few minutes; offline, byte-identical on a rerun)
+## MODEL=name trains that candidate alone into models/name/ (MODEL_DIR=models/name serves it)
 train: $(DEV)
-	$(BIN)/python train.py
+	$(BIN)/python train.py $(if $(MODEL),--candidates $(MODEL) --out models/$(MODEL))
+
+DISTILL := $(VENV)/distill/.installed
+
+$(DISTILL): requirements/distill.txt requirements/train.txt requirements/runtime.txt | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/distill
+	$(VENV)/distill/bin/pip install --quiet -r requirements/distill.txt
+	touch $@
+
+## distill: the static word vectors from the teacher encoder into data/word_vectors.npz (torch; about 3 min)
+distill: $(DISTILL)
+	HF_HUB_OFFLINE=1 $(VENV)/distill/bin/python train.py --distill
 
 ## openapi: regenerate openapi.json (Swagger 2.0) and openapi3.json (OpenAPI 3.0) from the handlers' schemas
 openapi: $(DEV)

@@ -42,6 +42,9 @@ def variants(before: bytes | None) -> dict[str, Call]:
     calls: dict[str, Call] = {
         "served outputs (explain=false)": lambda texts: onnx_session.predict(session, texts),
         "every text explained (explain=true)": lambda texts: onnx_session.predict(session, texts, range(len(texts))),
+        "every output, as a generic ONNX runner asks (session.run(None))": lambda texts: session.run(
+            None, {INPUT: np.array(texts, dtype=object)}
+        ),
     }
     if before is not None:
         old = onnx_session.load_session(before)

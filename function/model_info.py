@@ -21,13 +21,13 @@ INPUT = "text"
 OUTPUTS = ("label", "probabilities")
 #: Per text: its tokens, and those of them the vocabulary does not know (int64 [N] each).
 HEALTH_OUTPUTS = ("tokens", "unknown_tokens")
-#: For explanations, values the graph computes anyway. Per (text, term) pair K: the text's row, the
-#: term's id (int64 [K] each), its tf-idf weight before the norm, ``x`` (float [K]), and ``x * W[term]``
-#: for every label (float [K, labels]); per text, its L2 norm (float [N]) and decision values (float
-#: [N, labels]); then the intercepts (float [labels]). A label's decision value is
-#: ``sum(x * W[term]) / norm + intercept``.
-EXPLAIN_OUTPUTS = ("row", "term", "x", "norm", "contrib", "decision", "bias")
-#: The vocabulary by term id, two empty strings last (unknown tokens and padding).
+#: For explanations. Per (text, term) pair K: the text's row and the term's id (int64 [K] each), the
+#: term's tf-idf weight in the text (float [K]; 0 for a term known only by its static vector) and its
+#: contribution to every label's decision value (float [K, labels]); per text, the decision values
+#: (float [N, labels]); then the intercepts (float [labels]). A label's decision value is its
+#: intercept plus the contributions of the text's terms to it.
+EXPLAIN_OUTPUTS = ("row", "term", "weight", "contribution", "decision", "bias")
+#: The model's metadata key that holds its terms, by id, one a line; a token no term matches is unknown.
 VOCABULARY = "vocabulary"
 
 #: The keys every ``model.json`` has, and their JSON types; ``/model`` documents them.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
+from sklearn.pipeline import Pipeline
 
+import train
 from function.app import create_app
 from function.inference import session as onnx_session
 from function.settings import Settings
@@ -18,6 +21,16 @@ from tests.helpers import ROOT, ServerProcess
 def session():  # type: ignore[no-untyped-def]
     """An onnxruntime session of the committed model, as a worker loads it."""
     return onnx_session.load_session(str(ROOT / "model" / "model.onnx"))
+
+
+@pytest.fixture(scope="session")
+def served_pipeline() -> Pipeline:
+    """The served candidate refitted on the training split as train.py fits it: scikit-learn's twin of the model."""
+    evaluation = json.loads((ROOT / "model" / "evaluation.json").read_bytes())
+    scale = json.loads((ROOT / "model" / "model.json").read_bytes())["softmax_scale"]
+    vectors = train.load_word_vectors()
+    candidate = next(c for c in train.candidates(vectors) if c.name == evaluation["model_candidate"])
+    return train.fit_pipeline(candidate, train.load_dataset(ROOT / "data/train.jsonl.gz"), scale)
 
 
 @pytest.fixture

@@ -244,12 +244,14 @@ def test_only_requirements_runtime_txt_is_installed() -> None:
         assert [copied.get(f, f) for f in files] == ["requirements/runtime.txt"]
     assert "train.txt" not in (ROOT / "Dockerfile").read_text()
     assert "dev.txt" not in (ROOT / "Dockerfile").read_text()
+    assert "distill.txt" not in (ROOT / "Dockerfile").read_text()
 
 
 def test_runtime_requirements_pull_in_no_training_or_dev_package() -> None:
     runtime = requirement_names(ROOT / "requirements" / "runtime.txt")
     assert not runtime & requirement_names(ROOT / "requirements" / "train.txt")
     assert not runtime & requirement_names(ROOT / "requirements" / "dev.txt")
+    assert not runtime & requirement_names(ROOT / "requirements" / "distill.txt")
     lines = (ROOT / "requirements" / "runtime.txt").read_text().splitlines()
     assert not [line for line in lines if line.startswith("-r")], "runtime.txt includes no other file"
 

@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from sklearn.pipeline import Pipeline
 
 import train
+from function.inference.session import vocabulary
 from function.model_info import EXPLAIN_OUTPUTS, HEALTH_OUTPUTS, INPUT, OUTPUTS, VOCABULARY
 from tests.helpers import ROOT
 
@@ -73,11 +74,8 @@ def onnx_labels(session, test_data: train.Dataset) -> list[str]:  # type: ignore
 
 
 @pytest.fixture(scope="module")
-def sklearn_model(evaluation: dict[str, Any]) -> Pipeline:
-    """The selected candidate refitted on the training split, as train.py fitted it."""
-    candidate = next(c for c in train.candidates() if c.name == evaluation["model_candidate"])
-    data = train.load_dataset(ROOT / "data/train.jsonl.gz")
-    return candidate.build().fit(data.texts, data.labels)
+def sklearn_model(served_pipeline: Pipeline) -> Pipeline:
+    return served_pipeline
 
 
 def test_metadata_describes_the_committed_file(metadata: dict[str, Any]) -> None:
@@ -95,8 +93,15 @@ def test_metadata_describes_the_committed_file(metadata: dict[str, Any]) -> None
 
 def test_onnx_graph_declares_text_in_label_and_probabilities_out(session) -> None:  # type: ignore[no-untyped-def]
     assert [(i.name, i.type) for i in session.get_inputs()] == [("text", "tensor(string)")]
-    outputs = [*OUTPUTS, *HEALTH_OUTPUTS, *EXPLAIN_OUTPUTS, VOCABULARY]
+    outputs = [*OUTPUTS, *HEALTH_OUTPUTS, *EXPLAIN_OUTPUTS]
     assert [o.name for o in session.get_outputs()] == outputs
+
+
+def test_the_terms_are_metadata_not_an_output(session, metadata: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    terms = vocabulary(session)
+    assert VOCABULARY in session.get_modelmeta().custom_metadata_map
+    assert len(terms) == metadata["vocabulary_size"] == len(set(terms))
+    assert terms == sorted(terms)
 
 
 def test_headline_metrics_meet_the_targets(
@@ -109,32 +114,69 @@ def test_headline_metrics_meet_the_targets(
     assert evaluation["baseline"]["accuracy"] == pytest.approx(0.870, abs=0.005)
 
 
-def test_evaluation_report_is_recomputable_with_onnxruntime(
-    evaluation: dict[str, Any], metadata: dict[str, Any], onnx_labels: list[str], test_data: train.Dataset
+@pytest.fixture(scope="module")
+def views(test_data: train.Dataset) -> list[train.View]:
+    return train.evaluation_views(test_data, train.load_dataset(ROOT / "data/plain.jsonl"))
+
+
+def test_every_view_is_reported_cleaned_first(evaluation: dict[str, Any], views: list[train.View]) -> None:
+    assert list(evaluation["views"]) == [v.name for v in views] == ["cleaned", "committed", "short", "plain"]
+    assert len(views[3].texts) >= 20 * len(train.LABELS)
+    assert {label: views[3].truth.count(label) >= 20 for label in train.LABELS} == dict.fromkeys(train.LABELS, True)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_every_views_figures_are_recomputable_with_onnxruntime(  # type: ignore[no-untyped-def]
+    evaluation: dict[str, Any], metadata: dict[str, Any], views: list[train.View], session, index: int
 ) -> None:
-    served, labels = evaluation["served"], metadata["labels"]
-    truth = test_data.labels
+    view = views[index]
+    served, labels = evaluation["views"][view.name]["served"], metadata["labels"]
+    predicted, probabilities = train.onnx_predict(session, view.texts)
+    truth = view.truth
     assert served["n"] == len(truth)
-    assert served["accuracy"] == pytest.approx(accuracy_score(truth, onnx_labels), abs=1e-12)
-    p, r, f, s = precision_recall_fscore_support(truth, onnx_labels, labels=labels)
+    assert served["accuracy"] == pytest.approx(accuracy_score(truth, predicted), abs=1e-12)
+    assert metadata["metrics"]["views"][view.name] == served["accuracy"]
+    p, r, f, s = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
     for i, label in enumerate(labels):
         row = served["per_class"][label]
         assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
     for avg in ("micro", "macro", "weighted"):
-        ap, ar, af, _ = precision_recall_fscore_support(truth, onnx_labels, labels=labels, average=avg)
+        ap, ar, af, _ = precision_recall_fscore_support(truth, predicted, labels=labels, average=avg, zero_division=0)
         assert served["averages"][avg] == pytest.approx({"precision": ap, "recall": ar, "f1": af})
-    matrix = confusion_matrix(truth, onnx_labels, labels=labels).tolist()
-    assert served["confusion_matrix"]["rows_true_cols_predicted"] == matrix
+    assert (
+        served["confusion_matrix"]["rows_true_cols_predicted"]
+        == confusion_matrix(truth, predicted, labels=labels).tolist()
+    )
     ci = served["bootstrap_95ci"]
-    assert train.bootstrap_ci(truth, onnx_labels, labels, ci["rounds"]) == ci
+    assert train.bootstrap_ci(truth, predicted, labels, ci["rounds"]) == ci
     assert ci["accuracy"][0] <= served["accuracy"] <= ci["accuracy"][1]
-    assert metadata["metrics"]["accuracy"] == served["accuracy"]
+    assert served["by_length"] == train.accuracy_by_length(truth, predicted, view.words)
+    assert sum(row["n"] for row in served["by_length"]) == len(truth)
+    correct = np.array([t == q for t, q in zip(truth, predicted, strict=True)])
+    calibration = train.calibration(probabilities.max(axis=1), correct)
+    assert served["calibration"]["ece"] == pytest.approx(calibration.ece, abs=1e-9)
+    stripped = train.onnx_predict(session, [train.clean(t) for t in view.texts])[0]
+    assert evaluation["views"][view.name]["served_on_cleaned_input"] == accuracy_score(truth, stripped)
+
+
+def test_the_committed_view_is_the_headline_of_model_json(evaluation: dict[str, Any], metadata: dict[str, Any]) -> None:
+    committed = evaluation["views"]["committed"]
+    assert evaluation["served"]["accuracy"] == committed["served"]["accuracy"] == metadata["metrics"]["accuracy"]
+    assert evaluation["baseline"]["accuracy"] == committed["baseline"]["accuracy"]
+
+
+def test_words_are_counted_after_cleaning(views: list[train.View], test_data: train.Dataset) -> None:
+    cleaned, committed = views[0], views[1]
+    assert cleaned.words == committed.words == [len(train.clean(t).split()) for t in test_data.texts]
 
 
 def test_markdown_report_shows_the_same_numbers(evaluation: dict[str, Any]) -> None:
     text = (MODEL_DIR / "evaluation.md").read_text()
-    assert f"{evaluation['served']['accuracy']:.4f}" in text
-    assert f"{evaluation['baseline']['accuracy']:.4f}" in text
+    for view in evaluation["views"].values():
+        assert f"{view['served']['accuracy']:.4f}" in text
+        assert f"{view['baseline']['accuracy']:.4f}" in text
+        assert f"{view['served']['calibration']['ece']:.4f}" in text
+    assert text.index("| cleaned |") < text.index("| committed |")
     assert (MODEL_DIR / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -84,7 +84,7 @@ def run_train(tmp_path: Path, train_rows: list[object], out: Path) -> subprocess
         str(out),
         "--candidates",
         "svc",
-        "logreg",
+        "svc-evidence",
         "--folds",
         "2",
         "--bootstrap",

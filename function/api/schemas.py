@@ -28,9 +28,18 @@ class ApiRequestSchema(Schema):
 
 class TermSchema(Schema):
     term = fields.String(required=True)
-    weight = fields.Float(required=True, metadata={"description": "The term's L2-normed tf-idf weight in the text"})
+    weight = fields.Float(
+        required=True,
+        metadata={
+            "description": "The term's evidence-scaled tf-idf weight in the text (0: a word known by its vector only)"
+        },
+    )
     contribution = fields.Float(
-        required=True, metadata={"description": "weight x the label's coefficient for the term"}
+        required=True,
+        metadata={
+            "description": "weight x the label's coefficient for the term, plus the term's share of the text's "
+            "mean word vector times the label's coefficients for it"
+        },
     )
 
 
@@ -40,7 +49,9 @@ class ExplanationSchema(Schema):
         required=True,
         metadata={"description": "The label's decision value (the largest): intercept + terms + other_terms"},
     )
-    intercept = fields.Float(required=True)
+    intercept = fields.Float(
+        required=True, metadata={"description": "log(the label's share of the training data) / the softmax scale"}
+    )
     terms = fields.List(
         fields.Nested(TermSchema),
         required=True,

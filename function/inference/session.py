@@ -108,27 +108,29 @@ def predict(session: ort.InferenceSession, texts: Sequence[str], explain: Sequen
     return Outputs(labels.tolist(), probabilities, tokens, unknown, explanations)
 
 
-def explanation(outputs: Sequence[np.ndarray], terms: np.ndarray, row: int, top: int = EXPLAINED_TERMS) -> Explanation:
+def explanation(
+    outputs: Sequence[np.ndarray], terms: Sequence[str], row: int, top: int = EXPLAINED_TERMS
+) -> Explanation:
     """The explanation of text ``row`` of a call, from that call's ``EXPLAIN_OUTPUTS``; ``terms`` by id."""
-    term_row, term, x, norm, contrib, decision, bias = outputs
+    term_row, term, weight, contribution, decision, bias = outputs
     label = int(np.argmax(decision[row]))
-    mine = (term_row == row) & (x > 0)  # padding and unknown tokens have weight 0
-    weights = x[mine].astype(np.float64) / float(norm[row])
-    contribution = contrib[mine, label].astype(np.float64) / float(norm[row])
-    order = np.argsort(-contribution, kind="stable")[:top]
-    names = terms[term[mine][order]]
-    listed = [(str(n), float(weights[i]), float(contribution[i])) for n, i in zip(names, order, strict=True)]
-    other = float(contribution.sum() - contribution[order].sum())
+    mine = (term_row == row) & (term < len(terms))  # not the unknown-token and padding ids
+    weights = weight[mine].astype(np.float64)
+    contributions = contribution[mine, label].astype(np.float64)
+    order = np.argsort(-contributions, kind="stable")[:top]
+    ids = term[mine][order]
+    listed = [(terms[t], float(weights[i]), float(contributions[i])) for t, i in zip(ids, order, strict=True)]
+    other = float(contributions.sum() - contributions[order].sum())
     return Explanation(float(decision[row, label]), float(bias[label]), listed, other)
 
 
-_vocabularies: weakref.WeakKeyDictionary[ort.InferenceSession, np.ndarray] = weakref.WeakKeyDictionary()
+_vocabularies: weakref.WeakKeyDictionary[ort.InferenceSession, list[str]] = weakref.WeakKeyDictionary()
 
 
-def vocabulary(session: ort.InferenceSession) -> np.ndarray:
-    """The session's terms by id, fetched from the graph at the first explanation (about 3 MB)."""
+def vocabulary(session: ort.InferenceSession) -> list[str]:
+    """The session's terms by id, read from the model's metadata at the first explanation."""
     terms = _vocabularies.get(session)
     if terms is None:
-        [terms] = session.run([VOCABULARY], {INPUT: np.array([""], dtype=object)})
+        terms = session.get_modelmeta().custom_metadata_map[VOCABULARY].split("\n")
         _vocabularies[session] = terms
     return terms
