@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -106,6 +106,14 @@ bench-model: $(DEV)
 bench-memory: $(DEV)
 	$(BIN)/python -m bench.memory
 
+## bench-percall: peak bytes per character of one onnxruntime call, by script and size (bench/PERCALL.md)
+bench-percall: $(DEV)
+	$(BIN)/python -m bench.percall
+
+## bench-pareto: every model tried, on every view, with its cost and size (bench/PARETO.md; torch, about 15 min)
+bench-pareto: $(DISTILL)
+	HF_HUB_OFFLINE=1 $(VENV)/distill/bin/python -m bench.pareto
+
 ## bench-deadline: the longest onnxruntime call and the INFERENCE_TIMEOUT_SECONDS it justifies (bench/DEADLINE.md)
 bench-deadline: $(DEV)
 	$(BIN)/python -m bench.deadline
@@ -131,6 +139,7 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.run --smoke
 	$(BIN)/python -m bench.memory --bursts 2 --quiet 1 --out bench/out/MEMORY.md
 	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
+	$(BIN)/python -m bench.percall --sizes 10000 --out bench/out/PERCALL.md
 	$(BIN)/python -m bench.curve --smoke --out bench/out/curve.json
 	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
 

@@ -615,9 +615,9 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
     -> decision values -> label, softmax.
 
     Beside ``label`` and ``probabilities`` it outputs each text's token count and unknown-token
-    count (``HEALTH_OUTPUTS``) and, for explanations, each (text, term) pair's row, term id, tf-idf
-    weight and contribution to every label's decision, the decision values and the intercepts
-    (``EXPLAIN_OUTPUTS``). The terms by id are the model's ``vocabulary`` metadata, not an output,
+    count (``HEALTH_OUTPUTS``) and, for explanations, values the graph computes anyway
+    (``EXPLAIN_OUTPUTS``): onnxruntime runs every node whatever a call asks for, so explanations
+    add no node. The terms by id are the model's ``vocabulary`` metadata, not an output,
     so that a client asking for every output pays nothing for them.
     """
     parts = linear_parts(pipeline)
@@ -703,8 +703,8 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         node("Add", ["ids", "row_offset"], ["keys_2d"]),
         node("Reshape", ["keys_2d", "flat"], ["keys"]),
         node("Unique", ["keys"], ["uniq", "", "", "counts"], sorted=1),
-        node("Div", ["uniq", "stride"], [EXPLAIN_OUTPUTS[0]]),
-        node("Mod", ["uniq", "stride"], [EXPLAIN_OUTPUTS[1]]),
+        node("Div", ["uniq", "stride"], ["row"]),
+        node("Mod", ["uniq", "stride"], ["term"]),
         node("Cast", ["counts"], ["tf"], to=TensorProto.FLOAT),
         node("Log", ["tf"], ["log_counts"]),
         node("Add", ["log_counts", "one_f"], ["log_tf"]),
@@ -714,46 +714,37 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         node("Reshape", ["x", "col_shape"], ["x_col"]),
         node("Reshape", ["tf", "col_shape"], ["tf_col"]),
         node("Gather", ["term_weights", "term"], ["pair_term_weights"], axis=0),
-        node("Mul", ["pair_term_weights", "x_col"], ["tfidf_contrib"]),
+        node("Mul", ["pair_term_weights", "x_col"], ["tfidf_contribution"]),
         node("Gather", ["vector_weights", "term"], ["pair_vector_weights"], axis=0),
-        node("Mul", ["pair_vector_weights", "tf_col"], ["vector_contrib"]),
+        node("Mul", ["pair_vector_weights", "tf_col"], ["vector_contribution"]),
         node("Gather", ["has_vector", "term"], ["pair_has_vector"]),
         node("Mul", ["pair_has_vector", "tf"], ["vector_tokens"]),
         node("Reshape", ["row", "col_shape"], ["row_idx"]),
         node("Concat", ["n_rows", "n_classes"], ["score_shape"], axis=0),
         node("ConstantOfShape", ["score_shape"], ["score_zeros"], value=zeros),
         node("ConstantOfShape", ["n_rows"], ["row_zeros"], value=zeros),
-        node("ScatterND", ["score_zeros", "row_idx", "tfidf_contrib"], ["tfidf_scores"], reduction="add"),
-        node("ScatterND", ["score_zeros", "row_idx", "vector_contrib"], ["vector_scores"], reduction="add"),
+        node("ScatterND", ["score_zeros", "row_idx", "tfidf_contribution"], ["tfidf_scores"], reduction="add"),
+        node("ScatterND", ["score_zeros", "row_idx", "vector_contribution"], ["vector_scores"], reduction="add"),
         node("ScatterND", ["row_zeros", "row_idx", "x2"], ["sq_norm"], reduction="add"),
         node("ScatterND", ["row_zeros", "row_idx", "vector_tokens"], ["known_tokens"], reduction="add"),
         # norm = sqrt(||x||² + norm_floor²), mean denominator = vector tokens + mean_prior
         node("Add", ["sq_norm", "norm_floor_sq"], ["floored_sq_norm"]),
         node("Max", ["floored_sq_norm", "tiny"], ["safe_sq_norm"]),
         node("Sqrt", ["safe_sq_norm"], ["norm"]),
-        node("Reciprocal", ["norm"], ["inv_norm"]),
+        node("Reciprocal", ["norm"], ["inverse_norm"]),
         node("Add", ["known_tokens", "mean_prior"], ["mean_den"]),
         node("Max", ["mean_den", "tiny"], ["safe_mean_den"]),
-        node("Reciprocal", ["safe_mean_den"], ["inv_den"]),
-        node("Reshape", ["inv_norm", "col_shape"], ["inv_norm_col"]),
-        node("Reshape", ["inv_den", "col_shape"], ["inv_den_col"]),
+        node("Reciprocal", ["safe_mean_den"], ["inverse_mean_denominator"]),
+        node("Reshape", ["inverse_norm", "col_shape"], ["inv_norm_col"]),
+        node("Reshape", ["inverse_mean_denominator", "col_shape"], ["inv_den_col"]),
         node("Mul", ["tfidf_scores", "inv_norm_col"], ["tfidf_part"]),
         node("Mul", ["vector_scores", "inv_den_col"], ["vector_part"]),
         node("Add", ["tfidf_part", "vector_part"], ["scores"]),
-        node("Add", ["scores", "bias"], [EXPLAIN_OUTPUTS[4]]),
+        node("Add", ["scores", "bias"], ["decision"]),
         node("ArgMax", ["decision"], ["best"], axis=1, keepdims=0),
         node("Gather", ["classes", "best"], ["label"]),
         node("Mul", ["decision", "temperature"], ["logits"]),
         node("Softmax", ["logits"], ["probabilities"], axis=1),
-        # explanations: each (text, term) pair's weight and contribution, scaled by its text's norms
-        node("Gather", ["inv_norm", "row"], ["pair_inv_norm"]),
-        node("Gather", ["inv_den", "row"], ["pair_inv_den"]),
-        node("Mul", ["x", "pair_inv_norm"], [EXPLAIN_OUTPUTS[2]]),
-        node("Reshape", ["pair_inv_norm", "col_shape"], ["pair_inv_norm_col"]),
-        node("Reshape", ["pair_inv_den", "col_shape"], ["pair_inv_den_col"]),
-        node("Mul", ["tfidf_contrib", "pair_inv_norm_col"], ["pair_tfidf_part"]),
-        node("Mul", ["vector_contrib", "pair_inv_den_col"], ["pair_vector_part"]),
-        node("Add", ["pair_tfidf_part", "pair_vector_part"], [EXPLAIN_OUTPUTS[3]]),
         # model health: tokens and unknown tokens per text (padding ids counted, then taken off)
         node("Equal", ["term", "unknown_id"], ["is_unknown"]),
         node("Cast", ["is_unknown"], ["is_unknown_f"], to=TensorProto.FLOAT),
@@ -770,6 +761,20 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
         node("Sub", ["columns_f", "pads_f"], ["tokens_f"]),
         node("Cast", ["tokens_f"], [HEALTH_OUTPUTS[0]], to=TensorProto.INT64),
     ]
+    pair: list[str | int] = ["K"]
+    per_pair: list[str | int] = ["K", n_classes]
+    per_text: list[str | int] = ["N"]
+    explain_types: list[tuple[int, list[str | int]]] = [
+        (TensorProto.INT64, pair),
+        (TensorProto.INT64, pair),
+        (TensorProto.FLOAT, pair),
+        (TensorProto.FLOAT, per_pair),
+        (TensorProto.FLOAT, per_pair),
+        (TensorProto.FLOAT, per_text),
+        (TensorProto.FLOAT, per_text),
+        (TensorProto.FLOAT, ["N", n_classes]),
+        (TensorProto.FLOAT, [n_classes]),
+    ]
     graph = helper.make_graph(
         nodes,
         MODEL_NAME,
@@ -779,13 +784,11 @@ def export_onnx(pipeline: Pipeline, temperature: float = 1.0) -> onnx.ModelProto
             helper.make_tensor_value_info(OUTPUTS[1], TensorProto.FLOAT, ["N", n_classes]),
             helper.make_tensor_value_info(HEALTH_OUTPUTS[0], TensorProto.INT64, ["N"]),
             helper.make_tensor_value_info(HEALTH_OUTPUTS[1], TensorProto.INT64, ["N"]),
-            # explanations: the graph's own intermediate values, and a few products of them
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[0], TensorProto.INT64, ["K"]),
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[1], TensorProto.INT64, ["K"]),
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[2], TensorProto.FLOAT, ["K"]),
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[3], TensorProto.FLOAT, ["K", n_classes]),
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[4], TensorProto.FLOAT, ["N", n_classes]),
-            helper.make_tensor_value_info(EXPLAIN_OUTPUTS[5], TensorProto.FLOAT, [n_classes]),
+            # explanations: the graph's own intermediate values (no node runs for them)
+            *(
+                helper.make_tensor_value_info(name, kind, shape)
+                for name, (kind, shape) in zip(EXPLAIN_OUTPUTS, explain_types, strict=True)
+            ),
         ],
         initializer=inits,
     )

@@ -29,8 +29,8 @@ DEFAULT_LIMIT = 1024 * MiB
 #: server and the forkserver, and each worker with its onnxruntime session.
 BASE_BYTES = 110 * MiB
 WORKER_BASE_BYTES = 75 * MiB
-#: Peak bytes per character of one onnxruntime call above the worker's base: 23-25 measured for
-#: ASCII, Latin, CJK and emoji texts of 0.3-4 M characters.
+#: Peak bytes per character of one onnxruntime call above the worker's base: at most 24.6 measured
+#: for ASCII, Latin, CJK and emoji texts of 0.3-4 M characters (``make bench-percall``, bench/PERCALL.md).
 WORKER_BYTES_PER_CHAR = 26
 #: Peak bytes in the server per request-body byte in flight.
 SERVER_BYTES_PER_BODY_BYTE = 4

@@ -21,12 +21,24 @@ INPUT = "text"
 OUTPUTS = ("label", "probabilities")
 #: Per text: its tokens, and those of them the vocabulary does not know (int64 [N] each).
 HEALTH_OUTPUTS = ("tokens", "unknown_tokens")
-#: For explanations. Per (text, term) pair K: the text's row and the term's id (int64 [K] each), the
-#: term's tf-idf weight in the text (float [K]; 0 for a term known only by its static vector) and its
-#: contribution to every label's decision value (float [K, labels]); per text, the decision values
-#: (float [N, labels]); then the intercepts (float [labels]). A label's decision value is its
-#: intercept plus the contributions of the text's terms to it.
-EXPLAIN_OUTPUTS = ("row", "term", "weight", "contribution", "decision", "bias")
+#: For explanations, values the graph computes anyway. Per (text, term) pair K: the text's row and the
+#: term's id (int64 [K] each), the term's tf-idf weight ``x`` (float [K]), ``x`` times the term's
+#: coefficients and the count times the term's projected vector (float [K, labels] each); per text, the
+#: inverse of its evidence-scaled norm and of its mean's denominator (float [N] each) and its decision
+#: values (float [N, labels]); then the intercepts (float [labels]). A term's contribution to a label is
+#: ``tfidf_contribution * inverse_norm + vector_contribution * inverse_mean_denominator``; a label's
+#: decision value is its intercept plus the contributions of the text's terms.
+EXPLAIN_OUTPUTS = (
+    "row",
+    "term",
+    "x",
+    "tfidf_contribution",
+    "vector_contribution",
+    "inverse_norm",
+    "inverse_mean_denominator",
+    "decision",
+    "bias",
+)
 #: The model's metadata key that holds its terms, by id, one a line; a token no term matches is unknown.
 VOCABULARY = "vocabulary"
 

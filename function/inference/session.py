@@ -112,11 +112,13 @@ def explanation(
     outputs: Sequence[np.ndarray], terms: Sequence[str], row: int, top: int = EXPLAINED_TERMS
 ) -> Explanation:
     """The explanation of text ``row`` of a call, from that call's ``EXPLAIN_OUTPUTS``; ``terms`` by id."""
-    term_row, term, weight, contribution, decision, bias = outputs
+    term_row, term, x, tfidf, vector, inverse_norm, inverse_mean, decision, bias = outputs
     label = int(np.argmax(decision[row]))
     mine = (term_row == row) & (term < len(terms))  # not the unknown-token and padding ids
-    weights = weight[mine].astype(np.float64)
-    contributions = contribution[mine, label].astype(np.float64)
+    weights = x[mine].astype(np.float64) * float(inverse_norm[row])
+    contributions = tfidf[mine, label].astype(np.float64) * float(inverse_norm[row]) + vector[mine, label].astype(
+        np.float64
+    ) * float(inverse_mean[row])
     order = np.argsort(-contributions, kind="stable")[:top]
     ids = term[mine][order]
     listed = [(terms[t], float(weights[i]), float(contributions[i])) for t, i in zip(ids, order, strict=True)]
