@@ -1281,8 +1281,9 @@ def answers_the_prior_without_evidence(candidate: Candidate) -> bool:
 def select_candidate(pool: Sequence[Candidate], train: Dataset, folds: int) -> Selection:
     """Cross-validate every candidate and serve the best eligible one.
 
-    Eligible: exportable, and answering the training prior for a text with no evidence. Best: the
-    highest mean accuracy over ``SELECTION_VIEWS``, then on the raw view.
+    Eligible: exportable, and answering the training prior for a text with no evidence (when
+    ``pool`` has none of those, any exportable one). Best: the highest mean accuracy over
+    ``SELECTION_VIEWS``, then on the raw view.
     """
     results, runs = [], {}
     for cand in pool:
@@ -1292,10 +1293,15 @@ def select_candidate(pool: Sequence[Candidate], train: Dataset, folds: int) -> S
             f"cv {cand.name:15s} accuracy " + "  ".join(f"{v} {res.accuracy[v]:.4f}" for v in CV_VIEWS) + "  "
             f"{res.vocabulary} terms  {res.predict_us_per_doc:.0f} µs/doc"
         )
-    eligible = [r for r, c in zip(results, pool, strict=True) if r.exportable and answers_the_prior_without_evidence(c)]
-    if not eligible:
-        raise SystemExit("no eligible candidate: add one that is exportable and has log-prior intercepts")
-    best = max(eligible, key=lambda r: (selection_score(r), r.accuracy["raw"]))
+    exportable = [r for r in results if r.exportable]
+    if not exportable:
+        raise SystemExit("no exportable candidate selected; add one of the sublinear TF-IDF models")
+    with_prior = [
+        r for r, c in zip(results, pool, strict=True) if r.exportable and answers_the_prior_without_evidence(c)
+    ]
+    if not with_prior:
+        log("warning: no candidate named has log-prior intercepts; a text without evidence gets its intercepts")
+    best = max(with_prior or exportable, key=lambda r: (selection_score(r), r.accuracy["raw"]))
     chosen = next(c for c in pool if c.name == best.name)
     log(f"selected {chosen.name} by cross-validated accuracy on " + " and ".join(SELECTION_VIEWS) + " posts")
     return Selection(results, best, chosen, runs[chosen.name])

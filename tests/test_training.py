@@ -166,3 +166,30 @@ def test_export_refuses_a_pipeline_it_cannot_reproduce() -> None:
     plain_lower = train.build_pipeline(train.LinearSVC(), preprocessor=None).fit(texts, labels)
     with pytest.raises(ValueError, match="ascii_lower"):
         train.export_onnx(plain_lower)
+
+
+def test_a_candidate_without_prior_intercepts_is_served_when_it_is_the_only_one_named(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    tr = write_jsonl(tmp_path / "train.jsonl.gz", tiny_rows(12, seed=1))
+    te = write_jsonl(tmp_path / "test.jsonl.gz", tiny_rows(5, seed=2))
+    command = [sys.executable, "train.py", "--train", str(tr), "--test", str(te), "--out", str(out)]
+    command += ["--candidates", "svc", "--folds", "2", "--bootstrap", "20"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "no candidate named has log-prior intercepts" in result.stdout
+    assert json.loads((out / "evaluation.json").read_text())["model_candidate"] == "svc"
+
+
+def test_missing_word_vectors_name_the_file_and_the_command(tmp_path: Path) -> None:
+    with pytest.raises(train.DataError, match="make distill") as error:
+        train.load_word_vectors(tmp_path / "nope.npz")
+    assert "nope.npz" in str(error.value)
+
+
+def test_the_committed_word_vectors_are_the_ones_the_model_was_trained_with() -> None:
+    vectors = train.load_word_vectors()
+    facts = json.loads((ROOT / "model" / "model.json").read_text())["word_vectors"]
+    assert facts["sha256"] == vectors.sha256
+    assert (facts["words"], facts["dimensions"]) == vectors.vectors.shape
+    assert list(vectors.words) == sorted(set(vectors.words))
+    assert all(train.tokenize(w) == [w] for w in vectors.words[:1000])
