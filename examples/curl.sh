@@ -30,7 +30,7 @@ curl -sS -X POST "$BASE_URL/predictions" -H "$JSON" \
 
 # 200: a batch with scores: {"labels": ["politics", "electronics"], "scores": [{...}, {...}]}
 curl -sS -X POST "$BASE_URL/predictions?scores=true" -H "$JSON" \
-     -d '{"texts": ["The president signed the gun control law", "A resistor and a capacitor"]}'; echo
+     -d '{"texts": ["The senate passed the budget bill", "A resistor and a capacitor"]}'; echo
 
 # 200: the served model's metadata (name, version, labels, SHA-256, metrics)
 curl -sS "$BASE_URL/model"; echo
