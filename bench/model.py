@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_set, test = train.load_dataset(TRAIN_DATA), train.load_dataset(TEST_DATA)
     candidate = served_candidate()
     baseline = fitted(train.build_baseline(), train_set)
-    served_sk = sklearn_accuracy(train.fit_pipeline(candidate, train_set), test)
+    scale = json.loads((MODEL_PATH.parent / "model.json").read_text())["softmax_scale"]
+    served_sk = sklearn_accuracy(train.fit_pipeline(candidate, train_set, scale), test)
     subjects = [
         Subject(f"served: model/model.onnx ({candidate.name}, sparse graph)", MODEL_PATH.read_bytes(), served_sk),
         Subject(f"before: model/model.onnx at {args.before} (sparse graph)", committed_model(args.before), None),
