@@ -39,10 +39,10 @@ def call_texts(chars: int) -> list[str]:
     return texts
 
 
-def _calls(texts: list[str], calls: int, results: Queue[list[float]]) -> None:
+def _calls(texts: list[str], calls: int, results: Queue[list[float]], model: Path) -> None:
     from function.inference import session as onnx_session
 
-    session = onnx_session.load_session(str(MODEL_PATH))
+    session = onnx_session.load_session(str(model))
     onnx_session.predict(session, texts[:10])
     seconds = []
     for _ in range(calls):
@@ -52,12 +52,12 @@ def _calls(texts: list[str], calls: int, results: Queue[list[float]]) -> None:
     results.put(seconds)
 
 
-def measure(chars: int, processes: int, calls: int) -> list[float]:
+def measure(chars: int, processes: int, calls: int, model: Path = MODEL_PATH) -> list[float]:
     """Every call's seconds, from ``processes`` processes running ``calls`` calls of ``chars`` each."""
     context = multiprocessing.get_context("forkserver")
     results: Queue[list[float]] = context.Queue()
     texts = call_texts(chars)
-    workers = [context.Process(target=_calls, args=(texts, calls, results)) for _ in range(processes)]
+    workers = [context.Process(target=_calls, args=(texts, calls, results, model)) for _ in range(processes)]
     for worker in workers:
         worker.start()
     seconds = [s for _ in workers for s in results.get(timeout=600)]
@@ -70,6 +70,8 @@ def render(chars: int, processes: int, seconds: Sequence[float]) -> str:
     ordered = sorted(seconds)
     p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
     deadline = math.ceil(DEADLINE_FACTOR * p99)
+    default = Settings.inference_timeout_seconds
+    verdict = "as much as" if default == deadline else ("more than" if default > deadline else "LESS than")
     table = markdown_table(
         ["characters a call", "calls", "p50 s", "p99 s", "max s", f"{DEADLINE_FACTOR} x p99, rounded up"],
         [
@@ -93,10 +95,11 @@ def render(chars: int, processes: int, seconds: Sequence[float]) -> str:
             "",
             table,
             "",
-            f"`INFERENCE_TIMEOUT_SECONDS` defaults to {Settings.inference_timeout_seconds:g} s, the last column "
-            "of a run on this machine: a worker that takes longer over one call is killed and replaced, and the "
-            "texts it held get 503. A machine much slower than this one, or a larger `BATCH_MAX_CHARS` or "
-            "`MAX_BODY_BYTES` (a text longer than the budget runs alone), needs a longer deadline.",
+            f"`INFERENCE_TIMEOUT_SECONDS` defaults to {Settings.inference_timeout_seconds:g} s, "
+            f"{verdict} the last column of this run: a worker that takes longer over one call is killed and "
+            "replaced, and the texts it held get 503. A machine much slower than this one, or a larger "
+            "`BATCH_MAX_CHARS` or `MAX_BODY_BYTES` (a text longer than the budget runs alone), needs a longer "
+            "deadline.",
             "",
         ]
     )
@@ -106,10 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.deadline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=20, help="calls per process")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--model", type=Path, default=MODEL_PATH, help="the ONNX file to time")
     parser.add_argument("--out", type=Path, default=BENCH / "DEADLINE.md")
     args = parser.parse_args(argv)
     chars = derive(None, 2, Settings.max_body_bytes).batch_chars
-    publish(render(chars, args.processes, measure(chars, args.processes, args.calls)), args.out)
+    publish(render(chars, args.processes, measure(chars, args.processes, args.calls, args.model)), args.out)
     return 0
 
 

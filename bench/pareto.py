@@ -7,8 +7,9 @@ Cost is microseconds per text over single-text calls on the cleaned test texts, 
 - ``train.py``'s exportable candidates, exported by ``train.export_onnx``, through onnxruntime;
 - word + character n-grams, exported by skl2onnx's stock converters, through onnxruntime;
 - the teacher, all-MiniLM-L6-v2's full encoder (mean pooling) + logistic regression, through torch;
-- the cascade: the served candidate answers when its top probability clears a threshold, the
-  teacher the rest, in one call; its cost is the fast model's plus the routed share of the teacher's.
+- the cascade: the served candidate (``model/evaluation.json``) answers when its top probability
+  clears a threshold, the teacher the rest, in one call; its cost is the fast model's plus the
+  routed share of the teacher's.
 
 The teacher rows need the distillation environment (``make bench-pareto`` runs in ``.venv/distill``);
 its embeddings are cached in ``bench/out/``. Writes ``bench/PARETO.md``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from sklearn.svm import LinearSVC
 
 import train
 from bench import machine
-from bench.paths import BENCH, OUT, ROOT, TEST_DATA, TRAIN_DATA
+from bench.paths import BENCH, EVALUATION, OUT, ROOT, TEST_DATA, TRAIN_DATA
 from bench.tables import markdown_table, publish
 from function.inference.session import load_session, predict
 
@@ -294,11 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows.append(Row(row.name, row.accuracy, row.us_per_text, row.size_mb, row.runtime, note))
     print(rows[-1], flush=True)
     if not args.no_teacher:
-        best = max(
-            (r for r in rows if r.name.split(":")[0] in fitted), key=lambda r: (r.accuracy["cleaned"], -r.us_per_text)
-        )
-        fast_name = best.name.split(":")[0]
-        rows += teacher_rows(fitted[fast_name], fast_name, best.us_per_text, data, views, timing, args.rounds)
+        served = json.loads(EVALUATION.read_text())["model_candidate"]
+        fast = next(r for r in rows if r.name.split(":")[0] == served)
+        rows += teacher_rows(fitted[served], served, fast.us_per_text, data, views, timing, args.rounds)
     publish(report(rows, len(timing), args.rounds), args.out)
     return 0
 

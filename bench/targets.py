@@ -15,7 +15,8 @@ SHED_P99_MS = 250.0  # a 503 is "fast" if it comes well inside wrk's 2 s timeout
 COLD_START_SECONDS = 0.5
 #: The Open Inference Protocol's CPU per request over /prediction's (KServe's own server: 1.5).
 V2_CPU_RATIO = 1.25
-PSS_MB = 150.0
+#: The whole process tree with 2 workers, each holding the model with its word-vector weights.
+PSS_MB = 200.0
 
 
 @dataclass(frozen=True)

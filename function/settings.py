@@ -82,7 +82,7 @@ class Settings:
     retry_after_seconds: int = _setting(1, "RETRY_AFTER_SECONDS", "Retry-After sent with 503 answers", minimum=0)
     #: 10x the p99 of the longest call (BATCH_MAX_CHARS characters) with both CPUs busy: bench/DEADLINE.md.
     inference_timeout_seconds: float = _setting(
-        3.0,
+        5.0,
         "INFERENCE_TIMEOUT_SECONDS",
         "longest one onnxruntime call may take before its worker is killed and replaced (503)",
         above=0,
