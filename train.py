@@ -270,12 +270,12 @@ class EvidenceVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             counts.indices, minlength=counts.shape[1]
         )
         self.idf_ = np.where(frequency > 0, np.log((1 + n_docs) / (1 + frequency)) + 1, 0.0)
-        self.word_vectors_ = np.zeros((len(self.terms_), 0 if self.vectors is None else self.vectors.vectors.shape[1]))
-        if self.vectors is not None:
-            self.word_vectors_[[self.vocabulary_[w] for w in self.vectors.words]] = self.vectors.vectors
-        self.has_vector_ = (
-            np.abs(self.word_vectors_).sum(axis=1) > 0 if self.vectors is not None else np.zeros(len(self.terms_), bool)
-        )
+        vectors = self.vectors or EMPTY_VECTORS
+        with_vector = [self.vocabulary_[w] for w in vectors.words]
+        self.word_vectors_ = np.zeros((len(self.terms_), vectors.vectors.shape[1]))
+        self.word_vectors_[with_vector] = vectors.vectors
+        self.has_vector_ = np.zeros(len(self.terms_), bool)
+        self.has_vector_[with_vector] = True
         self._counter = CountVectorizer(
             token_pattern=TOKEN_PATTERN, preprocessor=ascii_lower, vocabulary=self.vocabulary_
         )
