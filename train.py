@@ -23,7 +23,7 @@ import string
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -418,13 +418,18 @@ def candidates(vectors: WordVectors | None = None) -> list[Candidate]:
 CV_VIEWS = ("clean", "raw", "short")
 
 
+def views_of(texts: Sequence[str], views: Iterable[str]) -> dict[str, list[str]]:
+    """``texts`` as each of ``views`` shows them: "raw" as given, "clean" (``function.cleaning.clean``),
+    "short" (the first ``SHORT_CHARACTERS`` characters of the cleaned text). Each text is cleaned once."""
+    wanted = set(views)
+    cleaned = [clean(t) for t in texts] if wanted & {"clean", "short"} else []
+    every = {"raw": list(texts), "clean": cleaned, "short": [t[:SHORT_CHARACTERS] for t in cleaned]}
+    return {view: every[view] for view in wanted}
+
+
 def view_texts(texts: Sequence[str], view: str) -> list[str]:
-    """``texts`` as ``view`` shows them: "raw" as given, "clean" (``function.cleaning.clean``), or
-    "short" (the first ``SHORT_CHARACTERS`` characters of the cleaned text)."""
-    if view == "raw":
-        return list(texts)
-    cleaned = [clean(t) for t in texts]
-    return cleaned if view == "clean" else [t[:SHORT_CHARACTERS] for t in cleaned]
+    """``texts`` as ``view`` shows them (``views_of``)."""
+    return views_of(texts, [view])[view]
 
 
 @dataclass
@@ -495,7 +500,7 @@ def cross_validate(candidate: Candidate, data: Dataset, folds: int = CV_FOLDS) -
     """
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
     labels = np.array(data.labels)
-    views = {v: np.array(view_texts(data.texts, v), dtype=object) for v in {*CV_VIEWS, *candidate.views}}
+    views = {v: np.array(t, dtype=object) for v, t in views_of(data.texts, {*CV_VIEWS, *candidate.views}).items()}
     runs: list[_FoldResult] = Parallel(n_jobs=2)(
         delayed(_fold)(candidate, views, labels, tr, te) for tr, te in splitter.split(views["raw"], labels)
     )
@@ -579,7 +584,7 @@ def linear_parts(pipeline: Pipeline) -> LinearParts:
             True,
             vectorizer.norm_floor,
             weights[:n_terms],
-            vector_weights if vector_weights.size else np.zeros((n_terms, len(classes))),
+            vector_weights,
             vectorizer.has_vector_.astype(np.float64),
             vectorizer.mean_prior,
             np.asarray(bias),
@@ -1318,8 +1323,18 @@ def fit_pipeline(candidate: Candidate, train: Dataset, temperature: float = 1.0)
     pipeline = candidate.build()
     if isinstance(pipeline.steps[-1][1], PriorLinearClassifier):
         pipeline.set_params(clf__temperature=temperature)
-    texts = [t for view in candidate.views for t in view_texts(train.texts, view)]
+    views = views_of(train.texts, candidate.views)
+    texts = [t for view in candidate.views for t in views[view]]
     return pipeline.fit(texts, train.labels * len(candidate.views))
+
+
+def refit_served(model_dir: Path, train: Dataset) -> Pipeline:
+    """The candidate served from ``model_dir`` refitted as train.py fitted it (its name from
+    ``evaluation.json``, its softmax scale from ``model.json``): scikit-learn's twin of the graph."""
+    name = json.loads((model_dir / "evaluation.json").read_bytes())["model_candidate"]
+    scale = json.loads((model_dir / METADATA_FILE).read_bytes())["softmax_scale"]
+    candidate = next(c for c in candidates(load_word_vectors()) if c.name == name)
+    return fit_pipeline(candidate, train, scale)
 
 
 def fit_and_export(selection: Selection, train: Dataset) -> Trained:
@@ -1345,8 +1360,8 @@ class View:
 
 def evaluation_views(test: Dataset, plain: Dataset) -> list[View]:
     """The views a user meets, the one to expect first: cleaned, committed, short, plain sentences."""
-    cleaned = view_texts(test.texts, "clean")
-    short = view_texts(test.texts, "short")
+    views = views_of(test.texts, ["clean", "short"])
+    cleaned, short = views["clean"], views["short"]
     words = [len(t.split()) for t in cleaned]
     return [
         View("cleaned", "headers, signature blocks and quoted replies removed", cleaned, test.labels, words),
@@ -1411,8 +1426,9 @@ def evaluation_report(
     session = load_session(trained.onnx)
     baseline = build_baseline().fit(train.texts, train.labels)
     views: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, tuple[list[str], np.ndarray]] = {}
     for view in evaluation_views(test, plain):
-        labels, probabilities = onnx_predict(session, view.texts)
+        labels, probabilities = predictions[view.name] = onnx_predict(session, view.texts)
         stripped, _ = onnx_predict(session, [clean(t) for t in view.texts])
         views[view.name] = {
             "description": view.description,
@@ -1424,7 +1440,7 @@ def evaluation_report(
             f"{view.name:9s} accuracy {views[view.name]['served']['accuracy']:.4f} "
             f"(baseline {views[view.name]['baseline']['accuracy']:.4f})"
         )
-    onnx_labels, probabilities = onnx_predict(session, test.texts)
+    onnx_labels, probabilities = predictions["committed"]
     pipeline = trained.pipeline
     sk_labels = list(pipeline.predict(test.texts))
     agreement = parity(sk_labels, onnx_labels, decision_scores(pipeline, test.texts), list(pipeline.classes_))

@@ -1,13 +1,22 @@
-"""The test texts, and the request-body files the load generator replays (one JSON body a line)."""
+"""The test texts, the request-body files the load generator replays (one JSON body a line), and
+earlier models from git history."""
 
 from __future__ import annotations
 
 import functools
 import json
+import subprocess
 from pathlib import Path
 
-from bench.paths import TEST_DATA
+from bench.paths import ROOT, TEST_DATA
 from train import load_dataset
+
+
+def committed_model(revision: str) -> bytes:
+    """``model/model.onnx`` as committed at ``revision``."""
+    return subprocess.run(
+        ["git", "show", f"{revision}:model/model.onnx"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
 
 
 @functools.cache

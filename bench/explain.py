@@ -11,7 +11,6 @@ Rounds alternate between the variants; the best round of each is kept. Writes ``
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import machine
-from bench.data import test_texts
-from bench.paths import BENCH, MODEL_PATH, ROOT
+from bench.data import committed_model, test_texts
+from bench.paths import BENCH, MODEL_PATH
 from bench.tables import markdown_table, publish
 from function.inference import session as onnx_session
 from function.model_info import INPUT, OUTPUTS
@@ -61,11 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=1000, help="test texts a round")
     parser.add_argument("--out", type=Path, default=BENCH / "EXPLAIN.md")
     args = parser.parse_args(argv)
-    before = None
-    if args.before:
-        before = subprocess.run(
-            ["git", "show", f"{args.before}:model/model.onnx"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
+    before = committed_model(args.before) if args.before else None
     texts = test_texts()[: args.texts]
     calls = variants(before)
     for call in calls.values():  # warm up

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +29,8 @@ from sklearn.pipeline import Pipeline
 
 import train
 from bench import machine
-from bench.paths import BENCH, EVALUATION, MODEL_PATH, ROOT, TEST_DATA, TRAIN_DATA
+from bench.data import committed_model
+from bench.paths import BENCH, EVALUATION, MODEL_PATH, TEST_DATA, TRAIN_DATA
 from bench.stats import percentile_ms
 from bench.tables import markdown_table, publish
 from function.inference.session import load_session
@@ -144,18 +144,6 @@ def sklearn_accuracy(pipeline: Pipeline, test: train.Dataset) -> float:
     return float(np.mean(pipeline.predict(test.texts) == np.array(test.labels)))
 
 
-def served_candidate() -> train.Candidate:
-    name = json.loads(EVALUATION.read_text())["model_candidate"]
-    return next(c for c in train.candidates(train.load_word_vectors()) if c.name == name)
-
-
-def committed_model(revision: str) -> bytes:
-    """``model/model.onnx`` as committed at ``revision``."""
-    return subprocess.run(
-        ["git", "show", f"{revision}:model/model.onnx"], cwd=ROOT, capture_output=True, check=True
-    ).stdout
-
-
 def render(rows: list[Row], passes: int, n_docs: int) -> str:
     served, before, baseline = rows
     table = markdown_table(
@@ -213,12 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ort.set_default_logger_severity(3)  # stock graphs declare batch size 1; silence the shape warnings
 
     train_set, test = train.load_dataset(TRAIN_DATA), train.load_dataset(TEST_DATA)
-    candidate = served_candidate()
+    candidate = json.loads(EVALUATION.read_text())["model_candidate"]
     baseline = fitted(train.build_baseline(), train_set)
-    scale = json.loads((MODEL_PATH.parent / "model.json").read_text())["softmax_scale"]
-    served_sk = sklearn_accuracy(train.fit_pipeline(candidate, train_set, scale), test)
+    served_sk = sklearn_accuracy(train.refit_served(MODEL_PATH.parent, train_set), test)
     subjects = [
-        Subject(f"served: model/model.onnx ({candidate.name}, sparse graph)", MODEL_PATH.read_bytes(), served_sk),
+        Subject(f"served: model/model.onnx ({candidate}, sparse graph)", MODEL_PATH.read_bytes(), served_sk),
         Subject(f"before: model/model.onnx at {args.before} (sparse graph)", committed_model(args.before), None),
         Subject(
             "baseline (challenge), stock skl2onnx",

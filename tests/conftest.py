@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -26,11 +25,7 @@ def session():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def served_pipeline() -> Pipeline:
     """The served candidate refitted on the training split as train.py fits it: scikit-learn's twin of the model."""
-    evaluation = json.loads((ROOT / "model" / "evaluation.json").read_bytes())
-    scale = json.loads((ROOT / "model" / "model.json").read_bytes())["softmax_scale"]
-    vectors = train.load_word_vectors()
-    candidate = next(c for c in train.candidates(vectors) if c.name == evaluation["model_candidate"])
-    return train.fit_pipeline(candidate, train.load_dataset(ROOT / "data/train.jsonl.gz"), scale)
+    return train.refit_served(ROOT / "model", train.load_dataset(ROOT / "data/train.jsonl.gz"))
 
 
 @pytest.fixture

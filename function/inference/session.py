@@ -115,10 +115,9 @@ def explanation(
     term_row, term, x, tfidf, vector, inverse_norm, inverse_mean, decision, bias = outputs
     label = int(np.argmax(decision[row]))
     mine = (term_row == row) & (term < len(terms))  # not the unknown-token and padding ids
-    weights = x[mine].astype(np.float64) * float(inverse_norm[row])
-    contributions = tfidf[mine, label].astype(np.float64) * float(inverse_norm[row]) + vector[mine, label].astype(
-        np.float64
-    ) * float(inverse_mean[row])
+    by_norm, by_mean = float(inverse_norm[row]), float(inverse_mean[row])
+    weights = x[mine].astype(np.float64) * by_norm
+    contributions = tfidf[mine, label].astype(np.float64) * by_norm + vector[mine, label].astype(np.float64) * by_mean
     order = np.argsort(-contributions, kind="stable")[:top]
     ids = term[mine][order]
     listed = [(terms[t], float(weights[i]), float(contributions[i])) for t, i in zip(ids, order, strict=True)]
