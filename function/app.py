@@ -7,15 +7,18 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from function.api.access_log import ACCESS_LOGGER, AccessLogger
 from function.api.body import BodyBudget, defer_continue
 from function.api.docs import add_docs
-from function.api.middleware import UNMATCHED, RequestIds, service_middleware
+from function.api.middleware import UNMATCHED, RequestIds, served_by, service_middleware
 from function.api.openapi import committed_documents
 from function.api.routes import ROUTES
+from function.errors import StartupError
+from function.feedback import PredictionIds
 from function.heap import QUIET_SECONDS, IdleTrim
 from function.inference.batching import AdaptiveBatcher
 from function.inference.classifier import Classifier
@@ -32,7 +35,9 @@ from function.state import (
     METRICS,
     MODEL_INFO,
     OPENAPI,
+    PREDICTION_IDS,
     REQUEST_IDS,
+    SERVED_BY,
     SETTINGS,
     Lifecycle,
 )
@@ -61,12 +66,15 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[MODEL_INFO] = info
     app[METRICS] = metrics
     app[CLASSIFIER] = classifier
-    app[LIFECYCLE] = Lifecycle()
+    app[LIFECYCLE] = lifecycle = Lifecycle()
+    metrics.in_flight.set_function(lambda: lifecycle.active)
     app[OPENAPI] = committed_documents()
     app[BODIES] = bodies = BodyBudget(budgets.body_bytes)
     metrics.body_bytes_held.set_function(lambda: bodies.held)
     metrics.body_budget.set(bodies.limit)
     app[REQUEST_IDS] = RequestIds()
+    app[SERVED_BY] = served_by(info["name"], info["version"], settings.revision)
+    app[PREDICTION_IDS] = prediction_ids(settings, info, metrics)
     app[ACCESS_LOG] = AccessLogger(logging.getLogger(ACCESS_LOGGER), "") if settings.access_log else None
     for method, path, handler in ROUTES:
         if method == "GET":
@@ -79,6 +87,26 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app.cleanup_ctx.append(_heap_trim_context)
     app.on_shutdown.append(_start_draining)
     return app
+
+
+def prediction_ids(settings: Settings, info: dict[str, Any], metrics: Metrics) -> PredictionIds | None:
+    """The issuer and checker of prediction ids, with this version's feedback series at 0; None without a key."""
+    if not settings.feedback_key:
+        return None
+    try:
+        ids = PredictionIds(
+            settings.feedback_key,
+            info["version"],
+            info["labels"],
+            settings.feedback_max_age_seconds,
+            settings.feedback_seen_ids,
+        )
+    except ValueError as exc:
+        raise StartupError(f"prediction ids cannot name this model: {exc}") from None
+    for predicted in ids.labels:
+        for actual in ids.labels:
+            metrics.feedback.labels(info["version"], predicted, actual)
+    return ids
 
 
 def pool_classifier(
@@ -111,7 +139,19 @@ async def _classifier_context(app: web.Application) -> AsyncIterator[None]:
     settings, classifier, info = app[SETTINGS], app[CLASSIFIER], app[MODEL_INFO]
     await classifier.start()
     url = f"http://{'localhost' if settings.host in ('0.0.0.0', '::', '') else settings.host}:{settings.port}"
-    log.info("serving model %s %s at %s (API docs: %s/docs)", info["name"], info["version"], url, url)
+    revision = f" as revision {settings.revision}" if settings.revision else ""
+    revision_field = {"revision": settings.revision} if settings.revision else {}
+    feedback = "on" if app[PREDICTION_IDS] is not None else "off (no FEEDBACK_KEY)"
+    log.info(
+        "serving model %s %s%s at %s (API docs: %s/docs; feedback %s)",
+        info["name"],
+        info["version"],
+        revision,
+        url,
+        url,
+        feedback,
+        extra={"fields": {"model": info["name"], "model_version": info["version"]} | revision_field},
+    )
     yield
     deadline = app[LIFECYCLE].deadline
     left = settings.shutdown_grace_seconds if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -151,9 +191,10 @@ async def _heap_trim_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _start_draining(app: web.Application) -> None:
-    """Readiness turns 503, and requests still waiting for their body are answered 503 at once."""
-    lifecycle = app[LIFECYCLE]
-    lifecycle.draining = True
-    for task in lifecycle.uploads:
-        task.cancel()
-    log.info("draining: readiness now answers 503; %d requests still uploading were refused", len(lifecycle.uploads))
+    """The app stops: requests still waiting for their body are answered 503 at once.
+
+    (``python -m function`` drains before, in ``function.serving.drain``; this is for the
+    runners of embedding apps and tests, which stop at once.)
+    """
+    if cut := app[LIFECYCLE].cut_uploads():
+        log.info("%d requests still uploading are answered 503", cut)

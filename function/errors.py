@@ -106,3 +106,58 @@ class ExpectationFailed(ServiceError):
 
     status = 417
     error = "expectation_failed"
+
+
+class FeedbackError(ServiceError):
+    """Feedback that is not counted; ``reason`` labels ``textclf_feedback_rejected_total``."""
+
+    reason: str = ""
+
+
+class FeedbackDisabled(FeedbackError):
+    """No ``FEEDBACK_KEY``: no prediction ids are issued, so none can be fed back."""
+
+    status = 404
+    error = reason = "feedback_disabled"
+
+
+class MalformedPredictionId(FeedbackError):
+    status = 400
+    error = reason = "malformed_id"
+
+
+class ForgedPredictionId(FeedbackError):
+    """Not signed with this service's key: made up, or altered after it was issued."""
+
+    status = 403
+    error = reason = "bad_signature"
+
+
+class ExpiredPredictionId(FeedbackError):
+    status = 410
+    error = reason = "expired"
+
+
+class UnknownLabel(FeedbackError):
+    status = 422
+    error = reason = "unknown_label"
+
+
+class DuplicateFeedback(FeedbackError):
+    """This pod has already counted feedback on the id."""
+
+    status = 409
+    error = reason = "duplicate"
+
+
+FEEDBACK_REJECTIONS = tuple(
+    kind.reason
+    for kind in (
+        FeedbackDisabled,
+        MalformedPredictionId,
+        ForgedPredictionId,
+        ExpiredPredictionId,
+        UnknownLabel,
+        DuplicateFeedback,
+    )
+)

@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from function.drift import DRIFT_WINDOW, LabelWindow
-from function.errors import VALIDATION_REASONS
+from function.errors import FEEDBACK_REJECTIONS, VALIDATION_REASONS
 from function.inference.classifier import Prediction
 from function.logs import stderr_lines
 
@@ -121,6 +121,20 @@ class Metrics:
             registry=r,
         )
         self.model = Info(f"{PREFIX}_model", "The model being served", registry=r)
+        self.feedback = Counter(
+            f"{PREFIX}_feedback",
+            "Labels fed back on predictions (POST /feedback), by the model version that predicted",
+            ["model_version", "predicted", "actual"],
+            registry=r,
+        )
+        self.feedback_rejected = Counter(
+            f"{PREFIX}_feedback_rejected",
+            "Feedback not counted, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in FEEDBACK_REJECTIONS:
+            self.feedback_rejected.labels(reason)
         self.confidence = LoopHistogram(
             f"{PREFIX}_prediction_confidence",
             "Top probability of each prediction, by predicted label",

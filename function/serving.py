@@ -21,6 +21,10 @@ log = logging.getLogger("function.serve")
 RESERVED_DESCRIPTORS = 32
 RESERVED_PER_WORKER = 16
 REFUSAL_LOG_SECONDS = 10.0
+#: The drain ends once no request has been handled for this long: a client that had a request
+#: on the way over a kept-alive connection when the signal came has had time to send it.
+QUIET_SECONDS = 0.5
+POLL_SECONDS = 0.05
 
 
 class _Refuse(asyncio.Protocol):
@@ -70,6 +74,12 @@ def drain_seconds(grace: float) -> float:
     return max(grace - 1.0, grace / 2)
 
 
+def linger_seconds(grace: float) -> float:
+    """After the drain, the time each connection it cut may take to read the rest of its body and
+    close (aiohttp waits it out twice: for the handler, then for the connection)."""
+    return (grace - drain_seconds(grace)) / 2
+
+
 def connection_limit(descriptors: int, workers: int) -> int:
     """Connections that may be open at once under an open-file limit of ``descriptors``."""
     return max(1, descriptors - RESERVED_DESCRIPTORS - RESERVED_PER_WORKER * workers)
@@ -105,7 +115,8 @@ async def run(
         access_log_class=AccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER) if settings.access_log else None,
         keepalive_timeout=settings.keepalive_timeout_seconds,
-        shutdown_timeout=settings.shutdown_grace_seconds,
+        # What is left after the drain (``drain``), for the connections it cut to linger in.
+        shutdown_timeout=linger_seconds(settings.shutdown_grace_seconds),
         handler_cancellation=True,  # a client that leaves takes its queued texts with it
     )
     setup = asyncio.ensure_future(runner.setup())
@@ -124,15 +135,47 @@ async def run(
     limit = connection_limit(descriptors, settings.worker_count)
     await CappedSite(runner, listener, limit, app[METRICS].connections_refused.inc).start()
     await stopped
-    # NOTE: aiohttp would cancel handlers still waiting at the end of the grace, their clients
-    # getting no answer at all; stopping the classifier first fails their texts with a 503 instead.
-    classifier = app[CLASSIFIER]
-    cut: list[asyncio.Task[None]] = []
-    timer = loop.call_later(
-        drain_seconds(settings.shutdown_grace_seconds), lambda: cut.append(loop.create_task(classifier.stop(0)))
-    )
+    await drain(app, runner, settings)
     await runner.cleanup()
-    timer.cancel()
-    await asyncio.gather(*cut)
     log.info("stopped")
     return 0
+
+
+async def drain(app: web.Application, runner: web.AppRunner, settings: Settings) -> None:
+    """Answer everything accepted before the signal, within ``drain_seconds`` of the grace.
+
+    The listener closes at once (a new connection is refused, so its client knows nothing was
+    sent), but open connections are served: a request in flight, one still uploading and one
+    that arrives on a kept-alive connection are all answered, each answer closing its connection.
+    The drain ends once no request has been handled for ``QUIET_SECONDS``, or at the cut: then
+    uploads still incomplete are answered 503 (``Connection: close``, the rest of the body read
+    and dropped for what is left of the grace, so that a client still sending can read it) and
+    the classifier fails the texts it still holds with 503.
+    """
+    loop = asyncio.get_running_loop()
+    lifecycle, server = app[LIFECYCLE], runner.server
+    assert server is not None
+    lifecycle.draining = True
+    for site in list(runner.sites):
+        await site.stop()
+    log.info(
+        "draining: readiness answers 503, new connections are refused, open ones are served (%d requests in flight)",
+        lifecycle.active,
+    )
+    cut_at = loop.time() + drain_seconds(settings.shutdown_grace_seconds)
+    handled, quiet_since = server.requests_count, loop.time()
+    while (now := loop.time()) < cut_at:
+        if lifecycle.active or server.requests_count != handled:
+            handled, quiet_since = server.requests_count, now
+        elif now - quiet_since >= QUIET_SECONDS:
+            log.info("drained: every request accepted was answered")
+            return
+        await asyncio.sleep(min(POLL_SECONDS, cut_at - now))
+    uploads = lifecycle.cut_uploads()
+    log.warning(
+        "drain cut after %g s: %d requests still open are answered 503 (%d of them still uploading)",
+        drain_seconds(settings.shutdown_grace_seconds),
+        lifecycle.active,
+        uploads,
+    )
+    await app[CLASSIFIER].stop(0)

@@ -37,9 +37,12 @@ def _setting(
     maximum: float | None = None,
     above: float | None = None,
     choices: Sequence[str] | None = None,
+    secret_bytes: int | None = None,
 ) -> Any:
-    rule = {"minimum": minimum, "maximum": maximum, "above": above, "choices": choices}
-    return field(default=default, metadata={"env": env, "doc": doc, **rule})
+    """A field read from ``env``; ``secret_bytes``: a secret of at least that many bytes, read from
+    the environment only (never a flag, whose value every process may read) and never printed."""
+    rule = {"minimum": minimum, "maximum": maximum, "above": above, "choices": choices, "secret_bytes": secret_bytes}
+    return field(default=default, metadata={"env": env, "doc": doc, **rule}, repr=secret_bytes is None)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,22 @@ class Settings:
     log_format: str = _setting("json", "LOG_FORMAT", "json (one object a line) or text", choices=("json", "text"))
     log_level: str = _setting("INFO", "LOG_LEVEL", "logging level", choices=LOG_LEVELS)
     access_log: bool = _setting(True, "ACCESS_LOG", "log one line per request (health probes excluded)")
+    revision: str = _setting("", "K_REVISION", "the Knative revision serving (Knative sets it; named in every answer)")
+    feedback_key: str = _setting(
+        "",
+        "FEEDBACK_KEY",
+        "HMAC-SHA-256 key signing prediction ids, at least 32 bytes (a Kubernetes Secret); empty = no ids, no feedback",
+        secret_bytes=32,
+    )
+    feedback_max_age_seconds: float = _setting(
+        30 * 86400.0, "FEEDBACK_MAX_AGE_SECONDS", "how long a prediction id is accepted as feedback", above=0
+    )
+    feedback_seen_ids: int = _setting(
+        100_000,
+        "FEEDBACK_SEEN_IDS",
+        "prediction ids remembered so that feedback counts once (about 70 bytes each)",
+        minimum=1,
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -174,6 +193,13 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
 def _check(f: dataclasses.Field[Any], value: Any) -> None:
     """Refuse ``value`` unless it is within the field's rule (and finite, for a number)."""
     meta = f.metadata
+    if meta["secret_bytes"] is not None:
+        if value and len(value.encode()) < meta["secret_bytes"]:
+            raise SettingError(
+                f"{meta['env']} is {len(value.encode())} bytes; it must be at least {meta['secret_bytes']} "
+                "(make one with: openssl rand -base64 48)"
+            )
+        return
     where = f"{meta['env']}={value!r}" if not isinstance(value, Path) else f"{meta['env']}={str(value)!r}"
     if meta["choices"] is not None and value not in meta["choices"]:
         raise SettingError(f"{where} must be one of {', '.join(meta['choices'])}")
@@ -200,12 +226,17 @@ def parse_command_line(argv: Sequence[str] | None, environ: Mapping[str, str]) -
 
     A bad value exits 2 with one line naming the variable and the value.
     """
+    secrets = [f for f in dataclasses.fields(Settings) if f.metadata["secret_bytes"] is not None]
     parser = _OneLineParser(
         prog="python -m function",
         description="Serve model/model.onnx over HTTP. Each option is also read from the "
         "environment variable shown in capitals; a flag wins over the variable.",
+        epilog="Read from the environment only (a flag's value would show in the process list): "
+        + "; ".join(f"{f.metadata['doc']} (env {f.metadata['env']}, no default)" for f in secrets),
     )
     for f in dataclasses.fields(Settings):
+        if f.metadata["secret_bytes"] is not None:
+            continue
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,

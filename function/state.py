@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from function.feedback import PredictionIds
 from function.inference.classifier import Classifier
 from function.metrics import Metrics
 from function.settings import Settings
@@ -18,13 +19,24 @@ if TYPE_CHECKING:
 
 
 class Lifecycle:
-    """Whether the service is draining (readiness turns 503), by when it must have stopped, and
-    the requests whose bodies are still arriving (the drain cancels them, to answer 503 at once)."""
+    """Whether the service is draining (readiness turns 503, every answer closes its connection),
+    whether the drain has reached its cut (nothing more is read), by when it must have stopped,
+    the requests being handled, and those whose bodies are still arriving (the cut answers them 503)."""
 
     def __init__(self) -> None:
         self.draining = False
+        self.cut = False
         self.deadline: float | None = None  # loop.time() by which shutdown must be over
+        self.active = 0  # requests in the middleware now
         self.uploads: set[asyncio.Task[Any]] = set()  # handlers waiting for their body
+
+    def cut_uploads(self) -> int:
+        """The drain's cut: nothing more is read, and requests still waiting for their body are
+        cancelled, to be answered 503 (``function.api.body``); how many there were."""
+        self.draining = self.cut = True
+        for task in self.uploads:
+            task.cancel()
+        return len(self.uploads)
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -36,6 +48,10 @@ OPENAPI = web.AppKey("openapi", dict[str, bytes])  # URL path -> committed docum
 BODIES: web.AppKey[BodyBudget] = web.AppKey("bodies")
 ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")
 REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+#: Issues and checks prediction ids; None without FEEDBACK_KEY (no ids, no feedback).
+PREDICTION_IDS: web.AppKey[PredictionIds | None] = web.AppKey("prediction_ids")
+#: Which model and revision answer: headers added to every answer, and fields of every access line.
+SERVED_BY = web.AppKey("served_by", dict[str, str])
 #: ``time.perf_counter()`` when the middleware took the request (the access log's duration:
 #: aiohttp's own comes from ``loop.time()``, whole milliseconds under uvloop).
 STARTED = web.RequestKey("started", float)

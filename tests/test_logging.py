@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from function.logs import JsonFormatter, StderrLines
-from tests.helpers import ServerProcess
+from tests.helpers import ROOT, ServerProcess
 
 
 def request(url: str, path: str, body: bytes | None = None, request_id: str | None = None) -> int:
@@ -39,6 +39,22 @@ def test_json_access_log_has_one_object_per_request_and_skips_probes() -> None:
     ]
     assert all(a["duration_ms"] >= 0 and a["time"].endswith("Z") for a in access)
     assert any(entry["message"].startswith("inference pool ready") for entry in lines)
+
+
+def test_the_startup_line_and_every_access_line_name_the_model_and_the_revision() -> None:
+    server = ServerProcess(env={"K_REVISION": "newsgroups-classifier-00003"})
+    server.wait_ready()
+    assert request(server.url, "/prediction", b'{"text": "orbit"}') == 200
+    assert request(server.url, "/nowhere") == 404
+    lines = [json.loads(line) for line in server.stop().splitlines() if line.startswith("{")]
+    info = json.loads((ROOT / "model/model.json").read_text())
+    served = {"model": info["name"], "model_version": info["version"], "revision": "newsgroups-classifier-00003"}
+    [startup] = [entry for entry in lines if entry["message"].startswith("serving model")]
+    assert f"{info['name']} {info['version']} as revision newsgroups-classifier-00003" in startup["message"]
+    access = [entry for entry in lines if entry["logger"] == "function.access"]
+    assert len(access) == 2
+    for entry in [startup, *access]:
+        assert {name: entry.get(name) for name in served} == served
 
 
 def test_text_logs_for_people() -> None:

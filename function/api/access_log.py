@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from function.api.middleware import TRACEPARENT, trace_id_of
+from function.api.middleware import SERVED_HEADERS, TRACEPARENT, trace_id_of
 from function.api.routes import HEALTH_PATHS
 from function.logs import stderr_lines
 from function.state import STARTED
@@ -37,20 +38,32 @@ class AccessLogger(AbstractAccessLogger):
             elapsed = time.perf_counter() - started
         headers = response.headers
         trace_id = trace_id_of(headers.get(TRACEPARENT))
-        self._write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id)
+        self._write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id, headers)
 
     def write(
-        self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None, trace_id: str | None
+        self,
+        request: web.BaseRequest,
+        status: int,
+        elapsed: float,
+        request_id: str | None,
+        trace_id: str | None,
+        served_by: Mapping[str, str],
     ) -> None:
         """One access line; also used for requests that end without a response (499)."""
         if self._wanted(request):
-            self._write(request, status, elapsed, request_id, trace_id)
+            self._write(request, status, elapsed, request_id, trace_id, served_by)
 
     def _wanted(self, request: web.BaseRequest) -> bool:
         return request.path not in HEALTH_PATHS and self.logger.isEnabledFor(logging.INFO)
 
     def _write(
-        self, request: web.BaseRequest, status: int, elapsed: float, request_id: str | None, trace_id: str | None
+        self,
+        request: web.BaseRequest,
+        status: int,
+        elapsed: float,
+        request_id: str | None,
+        trace_id: str | None,
+        served_by: Mapping[str, str],
     ) -> None:
         method, path = request.method, request.path
         fields = {
@@ -63,6 +76,10 @@ class AccessLogger(AbstractAccessLogger):
         }
         if trace_id is not None:
             fields["trace_id"] = trace_id
+        for header, name in SERVED_HEADERS.items():
+            value = served_by.get(header)
+            if value is not None:
+                fields[name] = value
         message = f"{method} {path} {status}"
         if self._lines is None:  # logging was set up elsewhere (an embedding app, a test harness)
             self.logger.info("%s", message, extra={"fields": fields})

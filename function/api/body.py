@@ -1,6 +1,6 @@
 """Reading a request body within its limits, answering from the headers alone wherever they suffice.
 
-In order: the media type (415), the declared length (413), the service stopping (503) and the
+In order: the media type (415), the declared length (413), the drain's cut (503) and the
 budget of body bytes in memory (503 + ``Retry-After``) are decided before a byte of the body is
 read, and before ``100 Continue`` invites it; then the body must arrive within
 ``BODY_TIMEOUT_SECONDS`` (408). Answers given without reading the body close the connection.
@@ -84,7 +84,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         declared = request.content_length
         if declared is not None and declared > settings.max_body_bytes:
             raise PayloadTooLarge(_too_large(settings.max_body_bytes), close=True)
-        if lifecycle.draining and unread:
+        if lifecycle.cut and unread:
             raise ModelUnavailable("the service is stopping; send the request again", close=True)
         size = settings.max_body_bytes if declared is None else declared
         if not budget.hold(size):
@@ -134,7 +134,7 @@ def _json(body: bytes) -> Any:
 
 
 async def _read(request: web.Request, settings: Settings, lifecycle: Lifecycle) -> bytes:
-    """The whole body; 408 if it takes over BODY_TIMEOUT_SECONDS, 503 if the service starts stopping meanwhile."""
+    """The whole body; 408 if it takes over BODY_TIMEOUT_SECONDS (503 while draining), 503 at the drain's cut."""
     within = settings.body_timeout_seconds
     if request.content.is_eof():  # already buffered: nothing to wait for
         return await request.read()
@@ -147,15 +147,17 @@ async def _read(request: web.Request, settings: Settings, lifecycle: Lifecycle) 
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(_too_large(settings.max_body_bytes)) from None
     except TimeoutError:
+        if lifecycle.draining:  # the client must go elsewhere: 503 says so, 408 would not
+            raise ModelUnavailable("the service is stopping; send the request again", close=True) from None
         raise RequestTimeout(f"the body did not arrive within {within:g} s") from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the body does not match
         raise InvalidInput(f"the body could not be decoded: {exc}", reason="invalid_json") from None
     except ConnectionResetError:
         raise ClientDisconnected("the client closed the connection before sending its body") from None
     except asyncio.CancelledError:
-        if not lifecycle.draining:  # the client left (or the test ended): not the drain's doing
+        if not lifecycle.cut:  # the client left (or the test ended): not the drain's doing
             raise
-        task.uncancel()  # the drain cancelled it (an upload cancelled otherwise now has no reader)
+        task.uncancel()  # the drain's cut cancelled it (an upload cancelled otherwise now has no reader)
         raise ModelUnavailable("the service is stopping; send the request again", close=True) from None
     finally:
         lifecycle.uploads.discard(task)

@@ -15,7 +15,7 @@ from function.api.validation import flag, prediction_text, prediction_texts
 from function.errors import ModelUnavailable
 from function.inference.classifier import Prediction
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, SETTINGS
+from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, PREDICTION_IDS, SETTINGS
 
 _SCORES = {
     "in": "query",
@@ -98,6 +98,9 @@ async def prediction(request: web.Request) -> web.Response:
         with_scores, explain = _options(request)
         [result] = await classifier.predict([text], explain)
     answer: dict[str, object] = {"label": result.label}
+    ids = request.app[PREDICTION_IDS]
+    if ids is not None:
+        [answer["prediction_id"]] = ids.issue([result.label])
     if with_scores:
         answer["scores"] = _scores(classifier.labels, result)
     if explain:
@@ -121,7 +124,11 @@ async def predictions(request: web.Request) -> web.Response:
         texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
         with_scores, explain = _options(request)
         results = await classifier.predict(texts, explain)
-    answer: dict[str, object] = {"labels": [r.label for r in results]}
+    labels = [r.label for r in results]
+    answer: dict[str, object] = {"labels": labels}
+    ids = request.app[PREDICTION_IDS]
+    if ids is not None:
+        answer["prediction_ids"] = ids.issue(labels)
     if with_scores:
         answer["scores"] = [_scores(classifier.labels, r) for r in results]
     if explain:
@@ -150,6 +157,7 @@ INDEX_LINKS = {
     "metrics": "/metrics",
     "prediction": "/prediction",
     "predictions": "/predictions",
+    "feedback": "/feedback",
     "open_inference": "/v2",
 }
 

@@ -14,9 +14,9 @@ from aiohttp.typedefs import Handler
 
 from function.api.responses import error_response, json_response
 from function.api.routes import V2_PREFIX
-from function.errors import InvalidInput, ServiceError
+from function.errors import FeedbackError, InvalidInput, ServiceError
 from function.metrics import REJECTION_REASONS
-from function.state import ACCESS_LOG, METRICS, REQUEST_IDS, SETTINGS, STARTED
+from function.state import ACCESS_LOG, LIFECYCLE, METRICS, REQUEST_IDS, SERVED_BY, SETTINGS, STARTED
 
 log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -25,6 +25,14 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 UNMATCHED = "unmatched"
 TRACEPARENT = "traceparent"
+#: Which model and revision answered: a header of every answer -> a field of every access line.
+SERVED_HEADERS = {"X-Model-Name": "model", "X-Model-Version": "model_version", "X-Revision": "revision"}
+
+
+def served_by(name: str, version: str, revision: str) -> dict[str, str]:
+    """The headers naming the model and the Knative revision (left out outside Knative)."""
+    values = dict(zip(SERVED_HEADERS, (name, version, revision), strict=True))
+    return {header: value for header, value in values.items() if value}
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
@@ -117,6 +125,8 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
     metrics = request.app[METRICS]
     if isinstance(exc, InvalidInput):
         metrics.validation_failures.labels(exc.reason).inc()
+    elif isinstance(exc, FeedbackError):
+        metrics.feedback_rejected.labels(exc.reason).inc()
     elif exc.error in REJECTION_REASONS:
         metrics.rejections.labels(exc.error).inc()
     if exc.status >= 500:
@@ -135,15 +145,17 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed:
     metrics.observe_request(route_template(request), request.method, status, elapsed)
     access_log = request.app[ACCESS_LOG]
     if access_log is not None:
-        access_log.write(request, status, elapsed, rid, trace_id_of(traceparent))
+        served: dict[str, str] = request.app[SERVED_BY]
+        access_log.write(request, status, elapsed, rid, trace_id_of(traceparent), served)
 
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app[METRICS]
-    rid, traceparent = request.app[REQUEST_IDS](request)
+    app = request.app
+    metrics, lifecycle = app[METRICS], app[LIFECYCLE]
+    rid, traceparent = app[REQUEST_IDS](request)
     request[STARTED] = started = time.perf_counter()
-    metrics.in_flight.inc()
+    lifecycle.active += 1
     try:
         response = await handler(request)
     except ServiceError as exc:
@@ -157,9 +169,13 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         log.exception("unhandled error", extra={"fields": {"request_id": rid}})
         response = error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
     finally:
-        metrics.in_flight.dec()
-    response.headers["X-Request-ID"] = rid
+        lifecycle.active -= 1
+    headers = response.headers
+    headers["X-Request-ID"] = rid
+    headers.update(app[SERVED_BY])
     if traceparent is not None:
-        response.headers[TRACEPARENT] = traceparent
+        headers[TRACEPARENT] = traceparent
+    if lifecycle.draining:  # each connection's last answer: the client must go elsewhere
+        response.force_close()
     metrics.observe_request(route_template(request), request.method, response.status, time.perf_counter() - started)
     return response

@@ -87,9 +87,15 @@ def parse_infer_request(header: Any, binary: memoryview, max_items: int) -> Infe
 
 
 def infer_response(
-    request: InferRequest, info: Mapping[str, Any], predictions: Sequence[Prediction]
+    request: InferRequest,
+    info: Mapping[str, Any],
+    predictions: Sequence[Prediction],
+    prediction_ids: Sequence[str] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The response body, and the JSON part's length when binary tensors follow it (else None)."""
+    """The response body, and the JSON part's length when binary tensors follow it (else None).
+
+    ``prediction_ids`` (one per text, for ``POST /feedback``) go in the response's ``parameters``.
+    """
     n, n_labels = len(predictions), len(info["labels"])
     outputs, blobs = [], []
     for name, binary in request.outputs:
@@ -120,6 +126,8 @@ def infer_response(
     answer: dict[str, Any] = {"model_name": info["name"], "model_version": info["version"]}
     if request.id is not None:
         answer["id"] = request.id
+    if prediction_ids is not None:
+        answer["parameters"] = {"prediction_ids": list(prediction_ids)}
     answer["outputs"] = outputs
     head = dumps(answer)
     if not blobs:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from aiohttp.typedefs import Handler
 
-from function.api import handlers, v2
+from function.api import feedback, handlers, v2
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/", handlers.index),
     ("POST", "/prediction", handlers.prediction),
     ("POST", "/predictions", handlers.predictions),
+    ("POST", "/feedback", feedback.feedback),
     ("GET", "/model", handlers.model),
     ("GET", "/healthz", handlers.healthz),
     ("GET", "/readyz", handlers.readyz),

@@ -63,8 +63,15 @@ class ExplanationSchema(Schema):
 _explanation = {"description": "Only with ?explain=true: why the text got its label"}
 
 
+_prediction_id = (
+    "Only when FEEDBACK_KEY is set: names this prediction in POST /feedback (signed; valid for "
+    "FEEDBACK_MAX_AGE_SECONDS)"
+)
+
+
 class ApiResponseSchema(Schema):
     label = fields.String(required=True, metadata={"description": "The prediction label"})
+    prediction_id = fields.String(metadata={"description": _prediction_id})
     scores = fields.Dict(keys=fields.String(), values=fields.Float(), metadata=_scores)
     explanation = fields.Nested(ExplanationSchema, metadata=_explanation)
 
@@ -85,8 +92,28 @@ class BatchResponseSchema(Schema):
     labels = fields.List(
         fields.String(), required=True, metadata={"description": "One label per text, in the order of the request"}
     )
+    prediction_ids = fields.List(fields.String(), metadata={"description": f"One per text. {_prediction_id}"})
     scores = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()), metadata=_scores)
     explanations = fields.List(fields.Nested(ExplanationSchema), metadata=_explanation)
+
+
+class FeedbackRequestSchema(Schema):
+    prediction_id = fields.String(
+        required=True,
+        validate=validate.Regexp(TEXT_PATTERN),
+        metadata={"description": "The prediction_id of an answer of /prediction, /predictions or V2 infer"},
+    )
+    label = fields.String(
+        required=True,
+        validate=validate.Regexp(TEXT_PATTERN),
+        metadata={"description": "The text's true label: one of the model's labels"},
+    )
+
+
+class FeedbackResponseSchema(Schema):
+    model_version = fields.String(required=True, metadata={"description": "The model version that predicted"})
+    predicted = fields.String(required=True, metadata={"description": "The label it predicted"})
+    actual = fields.String(required=True, metadata={"description": "The label fed back"})
 
 
 class ErrorSchema(Schema):
@@ -210,5 +237,7 @@ class V2InferResponseSchema(Schema):
     model_name = fields.String(required=True)
     model_version = fields.String()
     id = fields.String()
-    parameters = fields.Dict()
+    parameters = fields.Dict(
+        metadata={"description": "Only when FEEDBACK_KEY is set: prediction_ids, one per text, for POST /feedback"}
+    )
     outputs = fields.List(fields.Nested(V2InferOutputSchema), required=True)

@@ -19,7 +19,7 @@ from function.api.open_inference import EXTENSIONS, HEADER_LENGTH, infer_respons
 from function.api.responses import json_response
 from function.errors import NotFound
 from function.jsonio import JSON_CONTENT_TYPE
-from function.state import CLASSIFIER, MODEL_INFO, SETTINGS
+from function.state import CLASSIFIER, MODEL_INFO, PREDICTION_IDS, SETTINGS
 
 TAGS = ["open inference protocol"]
 _NOT_FOUND = "No model of this name (or version) is served"
@@ -107,7 +107,9 @@ async def infer(request: web.Request) -> web.Response:
         wanted = parse_infer_request(header, binary, request.app[SETTINGS].max_batch_items)
         del binary  # a view of the body: let it go with the body
         predictions = await classifier.predict(wanted.texts, wanted.explain)
-    body, json_length = infer_response(wanted, info, predictions)
+    ids = request.app[PREDICTION_IDS]
+    prediction_ids = None if ids is None else ids.issue([p.label for p in predictions])
+    body, json_length = infer_response(wanted, info, predictions, prediction_ids)
     if json_length is None:
         return web.Response(body=body, content_type=JSON_CONTENT_TYPE)
     return web.Response(body=body, content_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})

@@ -67,6 +67,17 @@ def prediction_texts(body: Any, max_items: int) -> list[str]:
     return [check_text(text, f"texts[{i}]") for i, text in enumerate(texts)]
 
 
+def feedback_fields(body: Any) -> tuple[str, str]:
+    """``(prediction_id, label)`` of a ``POST /feedback`` body; unknown fields are ignored."""
+    obj = _object(body)
+    found = []
+    for name in ("prediction_id", "label"):
+        if name not in obj:
+            raise InvalidInput(f"the field '{name}' is required", reason="missing_field")
+        found.append(check_text(obj[name], name))
+    return found[0], found[1]
+
+
 def flag(query: Mapping[str, str], name: str) -> bool:
     """A boolean query parameter (``?scores=true``); absent means false."""
     value = query.get(name, "").lower()

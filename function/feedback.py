@@ -1,0 +1,112 @@
+"""Prediction ids, and the feedback that names one: what live accuracy is computed from.
+
+An id is self-contained, so that any pod of any revision can check it without shared state:
+``<model version>~<label>~<issued, unix seconds in hex>~<unique part>~<HMAC-SHA-256, hex>``, the
+MAC taken over everything before it under ``FEEDBACK_KEY``. It is signed, not encrypted: whoever
+holds an id can read the version, the label and the time in it, and no one without the key can
+make one. Feedback counts once per pod: the ids seen last are remembered, up to a bound.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import os
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from function.errors import (
+    DuplicateFeedback,
+    ExpiredPredictionId,
+    ForgedPredictionId,
+    MalformedPredictionId,
+    UnknownLabel,
+)
+
+SEPARATOR = "~"
+_MAC_HEX = 64
+_ID = re.compile(r"([^~]{1,64})~([^~]{1,64})~([0-9a-f]{1,12})~([0-9a-f]{1,40})~([0-9a-f]{64})")
+#: How to turn feedback on, for the answer of a service without a key.
+HOW_TO_ENABLE = (
+    "feedback is off on this service: set FEEDBACK_KEY (at least 32 bytes, from a Kubernetes Secret) "
+    "to issue prediction ids and accept feedback on them"
+)
+
+
+class Claim:
+    """What a checked id says: the model version and label it was issued for."""
+
+    __slots__ = ("label", "version")
+
+    def __init__(self, version: str, label: str) -> None:
+        self.version = version
+        self.label = label
+
+
+class PredictionIds:
+    """Issues and checks the prediction ids of one model version under one key."""
+
+    def __init__(
+        self,
+        key: str,
+        version: str,
+        labels: Sequence[str],
+        max_age: float,
+        remember: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``labels``: the labels feedback may name (the model's); ``remember``: ids remembered as fed back."""
+        for name in (version, *labels):
+            if SEPARATOR in name:
+                raise ValueError(f"a model's version and labels may not contain {SEPARATOR!r}: {name!r}")
+        self._key = key.encode()
+        self._version = version
+        self.labels = tuple(labels)
+        self._max_age = max_age
+        self._clock = clock
+        self._prefix = os.urandom(6).hex()  # unique across pods and restarts, without a system call per id
+        self._count = itertools.count(1)
+        # NOTE: an OrderedDict, whose oldest entry goes in O(1); a dict's first key after deletions
+        # is found by scanning past them, which made every check slower as the pod lived.
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._remember = remember
+
+    def issue(self, labels: Sequence[str]) -> list[str]:
+        """One fresh id for each predicted label."""
+        head = f"{self._version}{SEPARATOR}"
+        issued = f"{SEPARATOR}{int(self._clock()):x}{SEPARATOR}{self._prefix}"
+        key, count = self._key, self._count
+        ids = []
+        for label in labels:
+            body = f"{head}{label}{issued}{next(count):x}"
+            ids.append(f"{body}{SEPARATOR}{hmac.digest(key, body.encode(), 'sha256').hex()}")
+        return ids
+
+    def check(self, prediction_id: str, actual: str) -> Claim:
+        """The claim of an authentic, unexpired id not fed back before (to this pod), about a known label.
+
+        Raises the ``FeedbackError`` that says why not: malformed, forged (or altered), expired,
+        an unknown label, or already counted.
+        """
+        match = _ID.fullmatch(prediction_id)
+        if match is None:
+            raise MalformedPredictionId("prediction_id is not an id this service issued")
+        version, label, issued, _, mac = match.groups()
+        body = prediction_id[: -_MAC_HEX - 1]
+        if not hmac.compare_digest(hmac.digest(self._key, body.encode(), "sha256").hex(), mac):
+            raise ForgedPredictionId("prediction_id is not signed by this service's FEEDBACK_KEY (forged or altered)")
+        if self._clock() - int(issued, 16) > self._max_age:
+            raise ExpiredPredictionId(
+                f"prediction_id is older than FEEDBACK_MAX_AGE_SECONDS ({self._max_age:g} s): too late for feedback"
+            )
+        if actual not in self.labels:
+            raise UnknownLabel(f"label must be one of {', '.join(self.labels)}; got {actual!r}")
+        seen = int(mac[:16], 16)
+        if seen in self._seen:
+            raise DuplicateFeedback("feedback on this prediction_id was already counted")
+        self._seen[seen] = None
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return Claim(version, label)
