@@ -231,20 +231,149 @@ def test_the_runtime_stage_installs_nothing_and_copies_the_built_environment_and
     assert {"function", "model", "openapi.json"} <= builder_sources
 
 
-def test_only_requirements_runtime_txt_is_installed() -> None:
-    installs = [run for run in instructions("RUN") if "pip install" in run.arguments]
-    assert installs, "the builder installs the runtime requirements"
+#: The image's SBOM of /opt/venv (knative/DEPLOY.md; `make container-test` checks its content).
+SBOM_IN_IMAGE = "/app/sbom.cdx.json"
+VENV_PYTHON = "/opt/venv/bin/python"
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(path: Path) -> dict[str, str]:
+    """The ``name==version`` requirements of a requirements file, by normalized name."""
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)", line)
+            assert match, f"{path.name}: not pinned exactly: {line!r}"
+            found[normalized(match[1])] = match[2]
+    return found
+
+
+def lock_entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """A hashed lock (``make lock``) as {normalized name: (version, sha256 hashes)}; continuation
+    lines joined, comments dropped. Anything but ``name==version --hash=sha256:...`` fails."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for line in path.read_text().replace("\\\n", " ").splitlines():
+        if not line.strip() or line.strip().startswith("#"):
+            continue
+        requirement, *options = line.split()
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", requirement)
+        assert match, f"{path.name}: not a plain name==version pin (no option, URL or marker): {line[:100]!r}"
+        hashes = [option.removeprefix("--hash=sha256:") for option in options]
+        assert hashes, f"{path.name}: {requirement} has no hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"{path.name}: {requirement}: {options}"
+        assert normalized(match[1]) not in entries, f"{path.name}: {match[1]} twice"
+        entries[normalized(match[1])] = (match[2], hashes)
+    return entries
+
+
+def commands(run: Instruction) -> list[list[str]]:
+    return [shlex.split(part) for part in run.arguments.split("&&")]
+
+
+@dataclass(frozen=True)
+class PipInstall:
+    """One ``pip install`` of the Dockerfile: into which interpreter, how, from what."""
+
+    position: int  # in dockerfile()
+    stage: int
+    target: str  # --python's interpreter, else the pip command itself
+    options: tuple[str, ...]  # an option's value joined with "="
+    files: tuple[str, ...]  # requirement files, named as in the build context
+    packages: tuple[str, ...]  # anything named outside a file
+
+
+def pip_installs() -> list[PipInstall]:
     copied = {c.words()[-1]: c.words()[0] for c in instructions("COPY") if not c.words()[0].startswith("--")}
-    for run in installs:
-        words = run.words()[run.words().index("install") + 1 :]
-        files = [words[i + 1] for i, word in enumerate(words) if word in ("-r", "--requirement")]
-        options = [w for w in words if w.startswith("-") and w not in ("-r", "--requirement")]
-        assert options == ["--no-cache-dir"], f"unexpected pip options: {options}"
-        assert len(words) == 1 + 2 * len(files), f"packages named outside a requirements file: {words}"
-        assert [copied.get(f, f) for f in files] == ["requirements/runtime.txt"]
-    assert "train.txt" not in (ROOT / "Dockerfile").read_text()
-    assert "dev.txt" not in (ROOT / "Dockerfile").read_text()
-    assert "distill.txt" not in (ROOT / "Dockerfile").read_text()
+    found = []
+    for position, run in enumerate(dockerfile()):
+        for words in commands(run) if run.keyword == "RUN" else []:
+            if "install" not in words:
+                continue
+            before, after = words[: words.index("install")], words[words.index("install") + 1 :]
+            if not any(re.fullmatch(r"(.*/)?pip3?", word) for word in before):
+                continue  # apt-get install
+            target = before[before.index("--python") + 1] if "--python" in before else before[0]
+            options, files, packages = [], [], []
+            index = 0
+            while index < len(after):
+                word = after[index]
+                if word in ("-r", "--requirement", "--only-binary", "--no-binary", "-c", "--constraint"):
+                    value = after[index + 1]
+                    if word in ("-r", "--requirement"):
+                        files.append(copied.get(value, value))
+                    else:
+                        options.append(f"{word}={value}")
+                    index += 2
+                    continue
+                (options if word.startswith("-") else packages).append(word)
+                index += 1
+            found.append(PipInstall(position, run.stage, target, tuple(options), tuple(files), tuple(packages)))
+    return found
+
+
+def test_only_requirements_runtime_lock_is_installed_into_the_venv() -> None:
+    into_venv = [i for i in pip_installs() if i.target.startswith("/opt/venv/")]
+    assert len(into_venv) == 1, f"one install into /opt/venv: {into_venv}"
+    (install,) = into_venv
+    assert install.stage == 0
+    assert install.files == ("requirements/runtime.lock",)
+    assert not install.packages, f"packages named outside the lock: {install.packages}"
+    # Hashes required (every file and every dependency is the lock's), wheels only (no sdist
+    # built with unhashed build tools), and no --no-deps: pip's resolver still proves the lock
+    # complete, so a missing dependency fails the build instead of shipping a broken environment.
+    assert sorted(install.options) == ["--no-cache-dir", "--only-binary=:all:", "--require-hashes"]
+    venvs = [c for r in instructions("RUN") for c in commands(r) if c[:3] == ["python", "-m", "venv"]]
+    assert ["python", "-m", "venv", "--without-pip", "/opt/venv"] in venvs, "no pip or setuptools in /opt/venv"
+    for name in ("runtime.txt", "train.txt", "dev.txt", "distill.txt"):
+        assert not [i for i in dockerfile() if name in i.arguments], f"the Dockerfile uses requirements/{name}"
+
+
+@pytest.mark.parametrize("name", ["runtime", "sbom"])
+def test_each_lock_pins_its_requirements_at_their_versions_with_hashes(name: str) -> None:
+    wanted = pins(ROOT / "requirements" / f"{name}.txt")
+    locked = lock_entries(ROOT / "requirements" / f"{name}.lock")
+    assert wanted
+    found = {n: locked[n][0] if n in locked else None for n in wanted}
+    stale = {n: (version, found[n]) for n, version in wanted.items() if found[n] != version}
+    assert not stale, f"requirements/{name}.lock is stale (pinned, locked): {stale}; run make lock"
+    assert len(locked) > len(wanted), "the lock holds the transitive dependencies too"
+
+
+def test_every_pip_install_is_a_hashed_lock_in_the_builder() -> None:
+    installs = pip_installs()
+    assert sorted(i.files for i in installs) == [("requirements/runtime.lock",), ("requirements/sbom.lock",)]
+    for install in installs:
+        assert install.stage == 0, "the runtime stage installs nothing"
+        assert "--require-hashes" in install.options
+        assert "--only-binary=:all:" in install.options
+        assert not install.packages
+
+
+def test_the_sbom_of_the_venv_ships_without_its_tool() -> None:
+    runs = [r for r in instructions("RUN") if "cyclonedx-py" in r.arguments]
+    assert len(runs) == 1, "the SBOM is made once"
+    assert runs[0].stage == 0, "by the builder"
+    (command,) = [c for c in commands(runs[0]) if c[0].endswith("/cyclonedx-py")]
+    assert command[1] == "environment", command
+    assert command[-1] == VENV_PYTHON, "the SBOM of /opt/venv"
+    assert "--output-reproducible" in command, "same environment, same file: no timestamp or serial number"
+    output = command[command.index("--output-file") + 1]
+    # The tool in a throwaway environment of its own, after the last install into /opt/venv.
+    (tool,) = [i for i in pip_installs() if i.files == ("requirements/sbom.lock",)]
+    assert command[0] == str(Path(tool.target).parent / "cyclonedx-py")
+    assert not tool.target.startswith(("/opt/venv/", "/app/")), "the tool would ship with the venv or the app"
+    assert max(i.position for i in pip_installs() if i.target == VENV_PYTHON) < dockerfile().index(runs[0])
+    # The runtime stage copies the SBOM and, from the builder, nothing else but tini, the venv and the app.
+    copied = {tuple(c.words()[1:]) for c in instructions("COPY", final_stage()) if c.words()[0] == "--from=builder"}
+    expected = {("/usr/bin/tini-static", "/usr/bin/tini"), ("/opt/venv", "/opt/venv"), ("/app", "/app")}
+    assert copied == expected | {(output, SBOM_IN_IMAGE)}
+    assert not [i for i in dockerfile() if i.stage == final_stage() and "cyclonedx" in i.arguments]
+    assert SBOM_IN_IMAGE in " ".join((KNATIVE / "DEPLOY.md").read_text().split()), "DEPLOY.md says where it is"
+    assert f'SBOM_PATH = "{SBOM_IN_IMAGE}"' in (ROOT / ".ci" / "container" / "checks.py").read_text()
 
 
 def test_runtime_requirements_pull_in_no_training_or_dev_package() -> None:
@@ -339,6 +468,7 @@ def in_build_context(path: str) -> bool:
     "path",
     ["data/train.jsonl.gz", "tests/test_api.py", "bench/RESULTS.md", ".venv/bin/python", ".git/HEAD",
      "train.py", "examples/request.json", "requirements/dev.txt", "requirements/train.txt",
+     "requirements/runtime.txt", "requirements/sbom.txt",
      "function/__pycache__/app.cpython-311.pyc", ".mypy_cache/3.11/x.json", "knative/service.yaml"],
 )  # fmt: skip
 def test_dockerignore_keeps_data_tests_and_tools_out_of_the_build_context(path: str) -> None:

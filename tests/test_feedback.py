@@ -254,4 +254,3 @@ async def test_without_a_key_no_id_is_issued_and_feedback_says_how_to_turn_it_on
     answer = await response.json()
     assert answer["error"] == "feedback_disabled"
     assert re.search(r"set FEEDBACK_KEY \(at least 32 bytes", answer["detail"])
-
