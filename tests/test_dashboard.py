@@ -72,6 +72,7 @@ def bare_names(expr: str) -> list[str]:
     """Metric names used without a ``{...}`` selector (so without the dashboard's filters)."""
     rest = GROUPING.sub(" ", SELECTOR.sub(" ", expr))
     rest = re.sub(r"\[[^\]]*\]", " ", rest)
+    rest = re.sub(r'"(?:[^"\\]|\\.)*"', " ", rest)  # string arguments (label_replace's) name no metric
     return [name for name in BARE_NAME.findall(rest) if name not in KEYWORDS]
 
 
@@ -80,6 +81,7 @@ def exported_names() -> frozenset[str]:
     """Sample names of a real ``Metrics`` exposition, with one request observed so every family shows."""
     metrics = Metrics(["hockey", "space"], [path for _, path, _ in ROUTES])
     metrics.observe_request("/prediction", "POST", 200, 0.001)
+    metrics.feedback.labels("1.0.0", "hockey", "space").inc()
     lines = metrics.exposition().decode().splitlines()
     return frozenset(line.split("{")[0].split(" ")[0] for line in lines if line and not line.startswith("#"))
 
@@ -223,3 +225,19 @@ def test_panel_ids_are_unique_and_the_layout_has_no_overlap() -> None:
         boxes.append((panel["title"], grid["x"], grid["y"], grid["x"] + grid["w"], grid["y"] + grid["h"]))
     for (a, ax0, ay0, ax1, ay1), (b, bx0, by0, bx1, by1) in itertools.combinations(boxes, 2):
         assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, f"{a!r} overlaps {b!r}"
+
+
+def test_the_rollout_row_sets_live_accuracy_by_version_beside_latency_errors_confidence_and_drift() -> None:
+    first_row = [p for p in panels() if p["gridPos"]["y"] < 25]
+    assert first_row[0]["type"] == "row"
+    grouped = {p["title"]: p["targets"][0]["expr"] for p in first_row[1:]}
+    assert "by (model_version)" in grouped["Live accuracy by model version"]
+    assert "by (model_version, predicted, actual)" in grouped["Live confusion by model version"]
+    for signal in (
+        "textclf_http_request_duration_seconds_bucket",
+        "textclf_http_requests_total",
+        "textclf_prediction_confidence_bucket",
+        "textclf_label_drift_jensen_shannon",
+    ):
+        [expr] = [e for e in grouped.values() if signal in e]
+        assert "by (revision" in expr, expr
