@@ -7,17 +7,35 @@
 # knative/DEPLOY.md explains the rest; tests/test_deployment.py checks this file against the code,
 # the Procfile and the manifests, and `make container-test` builds and runs it (.ci/container/).
 
-# ---- builder: requirements/runtime.txt in a virtual environment, the app byte-compiled -------
+# ---- builder: requirements/runtime.lock in a virtual environment, its SBOM, the app compiled ---
 FROM python:3.11.17-slim-bookworm AS builder
 
-# setuptools is removed: nothing needs it at run time, and its distutils shim (loaded by
-# apispec's `import distutils`) would add about 0.3 s to every start.
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip uninstall --yes setuptools
-COPY requirements/runtime.txt /tmp/runtime.txt
-# NOTE: runtime.txt and nothing else: no scikit-learn, skl2onnx or test tools. The slim base has
-# no compiler, so a dependency that would need one fails the build instead of slipping in.
-RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/runtime.txt
+# /opt/venv holds requirements/runtime.lock and nothing else: no pip, no setuptools (created
+# --without-pip; the base image's pip installs into it; nothing needs either at run time, and
+# setuptools' distutils shim, loaded by apispec's `import distutils`, would add about 0.3 s to
+# every start). The lock (`make lock`, uv) pins every transitive dependency with its hashes:
+#   --require-hashes  a file whose sha256 the lock does not list is refused, and so is any
+#                     dependency the lock does not pin (deliberately not --no-deps: pip still
+#                     resolves, so an incomplete or inconsistent lock fails the build instead of
+#                     shipping a broken environment);
+#   --only-binary     the wheels the lock hashes, never an sdist built with unhashed build tools.
+# NOTE: runtime.lock and nothing else: no scikit-learn, skl2onnx or test tools.
+COPY requirements/runtime.lock /tmp/runtime.lock
+RUN python -m venv --without-pip /opt/venv \
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes \
+      --only-binary :all: -r /tmp/runtime.lock
+
+# The SBOM of /opt/venv (CycloneDX 1.6 JSON, one component per installed distribution, with its
+# purl, licences and dependencies), shipped as /app/sbom.cdx.json. The tool (requirements/sbom.lock)
+# lives in a throwaway environment that this same step deletes: the runtime stage never sees it.
+# --output-reproducible: no timestamp, no serial number, so the same environment gives the same file.
+COPY requirements/sbom.lock /tmp/sbom.lock
+RUN python -m venv --without-pip /tmp/sbom-tool \
+ && python -m pip --python /tmp/sbom-tool/bin/python install --no-cache-dir --require-hashes \
+      --only-binary :all: -r /tmp/sbom.lock \
+ && /tmp/sbom-tool/bin/cyclonedx-py environment --output-reproducible --output-format JSON \
+      --output-file /opt/sbom.cdx.json /opt/venv/bin/python \
+ && rm -rf /tmp/sbom-tool
 
 # tini, statically linked, for the runtime stage to copy (see ENTRYPOINT there).
 RUN apt-get update \
@@ -58,6 +76,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 COPY --from=builder /usr/bin/tini-static /usr/bin/tini
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/sbom.cdx.json /app/sbom.cdx.json
 WORKDIR /app
 COPY --from=builder /app /app
 

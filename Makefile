@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -150,6 +150,36 @@ bench-profile: $(DEV)
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)
 	$(BIN)/python -m bench.run --soak
+
+# The hashed locks the image installs: requirements/runtime.lock (into /opt/venv) and
+# requirements/sbom.lock (the SBOM tool, in the builder stage only), from runtime.txt and sbom.txt.
+# uv, pinned (one version writes one file), in its own .venv/lock: it resolves for a named target,
+# not for the interpreter that runs it, so the lock is the image's whatever machine writes it:
+# CPython 3.11 on x86_64 with glibc 2.36 (python:3.11.17-slim-bookworm), wheels only, every
+# transitive dependency pinned with the sha256 of every file of its release (uv lists them all,
+# other platforms' wheels and the sdist too; pip takes the one wheel that fits and checks it). It
+# reads no pip configuration and, with --no-config, no uv configuration; --exclude-newer makes the
+# transitive pins a function of the inputs and LOCK_EXCLUDE_NEWER alone (same input, same file;
+# pip-compile has no such cut-off). A pin released after LOCK_EXCLUDE_NEWER does not resolve:
+# move the date forward, then `make lock` and commit the .lock files with the .txt change.
+UV_VERSION := 0.13.9
+LOCK_EXCLUDE_NEWER := 2026-12-07T00:00:00Z
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_36 --only-binary :all:
+LOCK_TOOL := $(VENV)/lock/.uv-$(UV_VERSION)
+
+$(LOCK_TOOL):
+	rm -rf $(VENV)/lock
+	$(PYTHON) -m venv $(VENV)/lock
+	$(VENV)/lock/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	touch $@
+
+## lock: requirements/runtime.lock and sbom.lock (hashed, for the image's platform) from runtime.txt and sbom.txt
+lock: $(LOCK_TOOL)
+	for name in runtime sbom; do \
+	  $(VENV)/lock/bin/uv pip compile --quiet --no-config --system-certs $(LOCK_TARGET) \
+	    --generate-hashes --exclude-newer $(LOCK_EXCLUDE_NEWER) --custom-compile-command 'make lock' \
+	    --output-file requirements/$$name.lock requirements/$$name.txt || exit 1; \
+	done
 
 ## container-test: build the image and run it as knative/service.yaml does, with real Docker (as root; 2-6 min)
 container-test: $(DEV)
