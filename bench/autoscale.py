@@ -2,7 +2,8 @@
 
 A discrete-time model of one revision: the KPA's stable and panic windows, its scale rates and
 bounds, the activator's buffer and the queue-proxy's, and pods that serve at the throughput and
-latency ``bench/curve.json`` measured for the requests each holds. It plays a ramp from 0 to
+latency ``bench/curve.json`` measured for the requests each holds, capped by what their
+queue-proxy's CPU passes (``QUEUE_PROXY_CPU_MS_PER_REQUEST``). It plays a ramp from 0 to
 20,000 req/s and a 10x burst against today's ``knative/service.yaml`` and against values a small
 search finds, and writes ``bench/AUTOSCALE.md`` and ``bench/autoscale.png``. Every Knative default
 and the page that documents it are in ``ASSUMPTIONS``; the report prints them.
@@ -38,6 +39,28 @@ BOUNDS_DOCS = "https://knative.dev/docs/serving/autoscaling/scale-bounds/"
 ZERO_DOCS = "https://knative.dev/docs/serving/autoscaling/scale-to-zero/"
 BURST_DOCS = "https://knative.dev/docs/serving/load-balancing/target-burst-capacity/"
 SERVING = "https://github.com/knative/serving/blob/main/"
+
+# ---- the queue-proxy: the figure the model takes, and where it comes from ----------------------
+
+#: CPU the queue-proxy (Knative's sidecar in every pod, which every request crosses) spends per
+#: request, in milliseconds. A production report: "for 1000 rps, queue_proxy will consume 500m CPU"
+#: (knative/serving#7210, 2021-08-05), so 0.5 ms a request. Not measured here: there is no cluster
+#: and no queue-proxy binary on the benchmark machine. For scale: the service itself spends about
+#: 0.25 ms of CPU a request (2 CPUs / 7,912 req/s at the curve's peak, bench/curve.json), so the
+#: sidecar would cost twice the model; Red Hat documents up to 1 vCPU per 2,500 req/s (0.4 ms) for
+#: each of Knative's data-plane components, "depending on the payload size".
+QUEUE_PROXY_CPU_MS_PER_REQUEST = 0.5
+QUEUE_PROXY_SOURCES = (
+    "https://github.com/knative/serving/issues/7210",
+    "https://docs.openshift.com/serverless/1.34/knative-serving/scalability-and-performance-serving.html",
+)
+#: The queue-proxy's CPU request when a revision sets none: `queue-sidecar-cpu-request` in
+#: config-deployment ("If omitted, a default value (currently "25m"), is used"), with no limit
+#: unless the cluster turns `queueproxy.resource-defaults` on. 25m is all it is sure of on a node
+#: whose CPU is fully requested.
+QUEUE_PROXY_DEFAULT_CPU = 0.025
+QUEUE_PROXY_DEFAULTS_DOCS = SERVING + "config/core/configmaps/deployment.yaml"
+QUEUE_SIDECAR = "queue.sidecar.serving.knative.dev/"
 
 #: (what, Knative's default, what the model does, source). Printed in the report.
 ASSUMPTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -119,6 +142,13 @@ ASSUMPTIONS: tuple[tuple[str, str, str, str], ...] = (
         "0s",
         "each decision is the largest of the decisions over the last delay",
         BOUNDS_DOCS + " and " + SERVING + "pkg/autoscaler/scaling/autoscaler.go",
+    ),
+    (
+        "queue-proxy CPU (`queue.sidecar.serving.knative.dev/cpu-resource-request`)",
+        "25m requested, no limit (`queue-sidecar-cpu-request` in config-deployment)",
+        f"the sidecar spends {QUEUE_PROXY_CPU_MS_PER_REQUEST:g} ms of CPU a request (knative/serving#7210; not "
+        "measured here), so a pod passes at most 1000 x its CPUs / that many req/s; it is sure of its request only",
+        QUEUE_PROXY_DEFAULTS_DOCS,
     ),
     (
         "scale to zero (`scale-to-zero-grace-period`)",
@@ -208,6 +238,33 @@ class PodCurve:
     def p50(self, concurrency: float) -> float:
         return self._latency(self.p50_ms, concurrency)
 
+    def with_sidecar(self, cpu: float, cpu_ms_per_request: float) -> PodCurve:
+        """The pod's curve once every request also crosses a queue-proxy with ``cpu`` CPUs that
+        spends ``cpu_ms_per_request`` of CPU time on each.
+
+        The sidecar completes at most ``cap = 1000 x cpu / cpu_ms_per_request`` requests a second,
+        so throughput is capped there (a point is added where the service's own curve crosses the
+        cap). Past the cap the requests beyond what the service needs wait for the sidecar: by
+        Little's law their latency grows in proportion to the throughput lost, so latencies are
+        multiplied by (service's throughput / capped throughput). Every request also pays the
+        sidecar's own time, ``cpu_ms_per_request``, once. ``cpu_ms_per_request`` 0: the curve as
+        it is (no sidecar modelled).
+        """
+        if cpu_ms_per_request <= 0:
+            return self
+        cap = 1000.0 * cpu / cpu_ms_per_request
+        points = list(zip(self.concurrency, self.rps, self.p50_ms, self.p99_ms, strict=True))
+        if cap < self.peak_rps:
+            knee = self.concurrency_for(cap)
+            if knee not in self.concurrency:
+                points.append((knee, cap, self.p50(knee), self.p99(knee)))
+                points.sort()
+        capped = [
+            (c, min(r, cap), p50 * r / min(r, cap) + cpu_ms_per_request, p99 * r / min(r, cap) + cpu_ms_per_request)
+            for c, r, p50, p99 in points
+        ]
+        return PodCurve(*(tuple(column) for column in zip(*capped, strict=True)))
+
     def concurrency_for(self, rate: float) -> float:
         """The fewest requests in a pod at which it completes ``rate`` per second (<= peak)."""
         if rate <= 0:
@@ -244,6 +301,8 @@ class Kpa:
     initial_scale: int = 1
     scale_to_zero_grace_s: float = 30.0
     scale_down_delay_s: float = 0.0
+    #: CPUs the queue-proxy is sure of (its request, `queue.sidecar.serving.knative.dev/cpu-resource-request`).
+    sidecar_cpu: float = QUEUE_PROXY_DEFAULT_CPU
 
     @property
     def total(self) -> float:
@@ -272,6 +331,11 @@ class Platform:
     #: reach the endpoints and the activator. An image pull (121 MB compressed) adds several seconds;
     #: a new node, minutes (out of this model).
     startup_s: float = 5.0
+    #: CPUs of the service's container: what bench/curve.json was measured with (WORKERS=2 on 2 CPUs),
+    #: the container's requests in knative/service.yaml. A pod costs these plus the sidecar's.
+    app_cpu: float = 2.0
+    #: The queue-proxy's CPU per request (``QUEUE_PROXY_CPU_MS_PER_REQUEST``); 0 leaves it out.
+    sidecar_cpu_ms_per_request: float = QUEUE_PROXY_CPU_MS_PER_REQUEST
     tick_s: float = 2.0
     sample_s: float = 1.0
     activator_buffer: int = 10_000
@@ -341,21 +405,29 @@ class Summary:
     pod_seconds: float  # pods started or ready, integrated over time
     max_pods: int
     p99_limit_ms: float
+    cpu_seconds: float  # pod-seconds x the CPUs a pod requests (service and queue-proxy): the cost
 
 
 P99_LIMIT_MS = 50.0
 
 
-def summarize(trace: Trace, p99_limit_ms: float = P99_LIMIT_MS) -> Summary:
+def pod_cpu(kpa: Kpa, platform: Platform) -> float:
+    """CPUs one pod requests: the service's container and, when modelled, the queue-proxy's."""
+    return platform.app_cpu + (kpa.sidecar_cpu if platform.sidecar_cpu_ms_per_request > 0 else 0.0)
+
+
+def summarize(trace: Trace, p99_limit_ms: float = P99_LIMIT_MS, cpus_per_pod: float = 1.0) -> Summary:
     dt = trace.step_s
+    pod_seconds = sum(trace.pods) * dt
     return Summary(
         rejected=round(sum(trace.rejected)),
         peak_rejected_per_s=max((r / dt for r in trace.rejected), default=0.0),
         worst_p99_ms=max(trace.p99_ms, default=0.0),
         seconds_over_p99=sum(dt for p in trace.p99_ms if p > p99_limit_ms),
-        pod_seconds=sum(trace.pods) * dt,
+        pod_seconds=pod_seconds,
         max_pods=max(trace.pods, default=0),
         p99_limit_ms=p99_limit_ms,
+        cpu_seconds=pod_seconds * cpus_per_pod,
     )
 
 
@@ -476,7 +548,9 @@ def serve_step(
 
 
 def simulate(curve: PodCurve, kpa: Kpa, platform: Platform, scenario: Scenario) -> Trace:
-    """Play ``scenario`` against a revision configured by ``kpa``; every step recorded."""
+    """Play ``scenario`` against a revision configured by ``kpa``; every step recorded. The pods
+    serve on ``curve`` as their queue-proxy (``kpa.sidecar_cpu``) lets them (``PodCurve.with_sidecar``)."""
+    curve = curve.with_sidecar(kpa.sidecar_cpu, platform.sidecar_cpu_ms_per_request)
     dt = platform.step_s
     steps = round(scenario.duration_s / dt)
     per_sample = max(1, round(platform.sample_s / dt))
@@ -562,14 +636,21 @@ def _seconds(value: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+def cpu_quantity(value: str) -> float:
+    """A Kubernetes CPU quantity (``2``, ``1.5``, ``500m``) in CPUs."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m?)", value)
+    if not match:
+        raise ValueError(f"not a CPU quantity: {value!r}")
+    return float(match[1]) / (1000 if match[2] else 1)
+
+
 def kpa_from_manifest(service: Mapping[str, Any]) -> Kpa:
-    """The revision template's autoscaling settings; what it leaves out is Knative's default."""
+    """The revision template's autoscaling settings and its queue-proxy's CPU request; what it
+    leaves out is Knative's default."""
     template = service["spec"]["template"]
-    annotations = {
-        k.removeprefix(AUTOSCALING): str(v)
-        for k, v in (template.get("metadata", {}).get("annotations") or {}).items()
-        if k.startswith(AUTOSCALING)
-    }
+    all_annotations = {k: str(v) for k, v in (template.get("metadata", {}).get("annotations") or {}).items()}
+    annotations = {k.removeprefix(AUTOSCALING): v for k, v in all_annotations.items() if k.startswith(AUTOSCALING)}
+    sidecar_cpu = all_annotations.get(QUEUE_SIDECAR + "cpu-resource-request")
     if annotations.get("class", "kpa.autoscaling.knative.dev") != "kpa.autoscaling.knative.dev":
         raise ValueError("the manifest does not use the KPA")
     if annotations.get("metric", "concurrency") != "concurrency":
@@ -589,6 +670,7 @@ def kpa_from_manifest(service: Mapping[str, Any]) -> Kpa:
         scale_down_delay_s=(
             _seconds(annotations["scale-down-delay"]) if "scale-down-delay" in annotations else d.scale_down_delay_s
         ),
+        sidecar_cpu=cpu_quantity(sidecar_cpu) if sidecar_cpu is not None else d.sidecar_cpu,
     )
 
 
@@ -603,6 +685,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "panic_window_pct": (5, 10, 20),
     "target_burst_capacity": (0, 200, -1),
     "scale_down_delay_s": (0, 30, 120, 300),
+    # The queue-proxy's CPUs: at 0.5 ms a request, 1,000 to 8,000 req/s (the pod's peak is 7,912).
+    "sidecar_cpu": (0.5, 1, 1.5, 2, 3, 4),
     "min_scale": (1, 2, 3, 4, 5),
 }
 
@@ -614,16 +698,18 @@ class Outcome:
 
     @property
     def score(self) -> tuple[float, float, float]:
-        """The objective, smaller is better: 503s first, then seconds with p99 above the limit, then pod-seconds."""
+        """The objective, smaller is better: 503s first, then seconds with p99 above the limit, then
+        CPU-seconds (pod-seconds x the CPUs a pod requests, the sidecar's included)."""
         return (
             sum(s.rejected for s in self.summaries),
             sum(s.seconds_over_p99 for s in self.summaries),
-            sum(s.pod_seconds for s in self.summaries),
+            sum(s.cpu_seconds for s in self.summaries),
         )
 
 
 def evaluate(curve: PodCurve, kpa: Kpa, platform: Platform, scenarios: Sequence[Scenario]) -> Outcome:
-    return Outcome(kpa, tuple(summarize(simulate(curve, kpa, platform, s)) for s in scenarios))
+    cpus = pod_cpu(kpa, platform)
+    return Outcome(kpa, tuple(summarize(simulate(curve, kpa, platform, s), cpus_per_pod=cpus) for s in scenarios))
 
 
 def _valid(kpa: Kpa) -> bool:
@@ -697,6 +783,7 @@ SETTING_NAMES = {
     "panic_window_pct": "autoscaling.knative.dev/panic-window-percentage",
     "target_burst_capacity": "autoscaling.knative.dev/target-burst-capacity",
     "scale_down_delay_s": "autoscaling.knative.dev/scale-down-delay (s)",
+    "sidecar_cpu": "queue.sidecar.serving.knative.dev/cpu-resource-request (CPUs)",
     "min_scale": "autoscaling.knative.dev/min-scale",
     "max_scale": "autoscaling.knative.dev/max-scale",
 }
@@ -723,12 +810,107 @@ def _summary_rows(label: str, outcome: Outcome, scenarios: Sequence[Scenario]) -
             f"{s.seconds_over_p99:g}",
             s.max_pods,
             f"{s.pod_seconds:,.0f}",
+            f"{s.cpu_seconds:,.0f}",
         ]
         for scenario, s in zip(scenarios, outcome.summaries, strict=True)
     ]
 
 
-SUMMARY_HEADER = ("settings", "scenario", "503s", "peak 503/s", "worst p99 ms", "s over 50 ms", "max pods", "pod-s")
+SUMMARY_HEADER = (
+    "settings",
+    "scenario",
+    "503s",
+    "peak 503/s",
+    "worst p99 ms",
+    "s over 50 ms",
+    "max pods",
+    "pod-s",
+    "CPU-s",
+)
+
+
+def _sidecar_section(curve: PodCurve, platform: Platform, best: Outcome, sidecar_sweep: Sequence[Outcome]) -> list[str]:
+    """The queue-proxy's share of a pod: the figure, its sources, the arithmetic, what each size does."""
+    cost = platform.sidecar_cpu_ms_per_request
+    if cost <= 0:
+        return ["## The queue-proxy", "", "Left out of this run (`sidecar_cpu_ms_per_request` 0).", ""]
+    app_ms = 1000 * platform.app_cpu / curve.peak_rps
+    peak_need = curve.peak_rps * cost / 1000
+    chosen = best.kpa.sidecar_cpu
+    in_pod = curve.with_sidecar(chosen, cost)
+    return [
+        "## The queue-proxy",
+        "",
+        "Knative puts a queue-proxy beside the service in every pod and every request crosses it. The curve "
+        "above is the service alone on its 2 CPUs; in a pod the sidecar's CPU comes on top. The model takes "
+        f"{cost:g} ms of sidecar CPU per request: a production report of about 500m CPU at 1,000 req/s "
+        f"({QUEUE_PROXY_SOURCES[0]}); Red Hat documents up to 1 vCPU per 2,500 req/s (0.4 ms) for each of "
+        f"Knative's data-plane components ({QUEUE_PROXY_SOURCES[1]}). **It is not measured here**: there is no "
+        "cluster and no queue-proxy binary on this machine. knative/DEPLOY.md has the PromQL that measures it "
+        "on a cluster under load; put the result in `QUEUE_PROXY_CPU_MS_PER_REQUEST` (bench/autoscale.py) and "
+        "rerun. The arithmetic:",
+        "",
+        f"- the service: {platform.app_cpu:g} CPUs / {curve.peak_rps:,.0f} req/s at its peak = "
+        f"{app_ms:.2f} ms of CPU a request; the sidecar's {cost:g} ms is {cost / app_ms:.1f}x that;",
+        f"- to keep up with the service's peak the sidecar needs {curve.peak_rps:,.0f} x {cost:g} ms = "
+        f"{peak_need:.2f} CPUs, and the pod {platform.app_cpu:g} + {peak_need:.2f} = "
+        f"{platform.app_cpu + peak_need:.2f} CPUs;",
+        f"- a sidecar with C CPUs passes at most 1000 x C / {cost:g} req/s; with Knative's default request "
+        f"({QUEUE_PROXY_DEFAULT_CPU * 1000:g}m, {QUEUE_PROXY_DEFAULTS_DOCS}) that is "
+        f"{1000 * QUEUE_PROXY_DEFAULT_CPU / cost:,.0f} req/s once the node's CPU is all requested.",
+        "",
+        "So the queue-proxy's CPU is a setting like the others: the search sizes it (the annotation "
+        "`queue.sidecar.serving.knative.dev/cpu-resource-request`, with the limit equal) and the cost it "
+        "minimises is CPU-seconds, pod-seconds times the pod's CPUs, the sidecar's included. In the model a "
+        "pod's throughput is capped at the sidecar's rate, latencies grow in proportion to the throughput "
+        f"the cap takes away (Little's law), and each request pays the sidecar's {cost:g} ms once. "
+        f"The curve in a pod with the sidecar found ({chosen:g} CPUs, {1000 * chosen / cost:,.0f} req/s at most):",
+        "",
+        _table(
+            ["in flight", "req/s", "p50 ms", "p99 ms"],
+            [
+                [f"{c:g}", f"{r:,.0f}", f"{m:.2f}", f"{q:.2f}"]
+                for c, r, m, q in zip(in_pod.concurrency, in_pod.rps, in_pod.p50_ms, in_pod.p99_ms, strict=True)
+            ],
+        ),
+        "",
+        "Each sidecar size tried, with the other settings chosen for it as in the results below (the "
+        "smallest min-scale with no 503s and no second over the limit, else the best score); a pod requests "
+        f"the service's {platform.app_cpu:g} CPUs plus the sidecar's, warm CPUs are min-scale x pod CPUs "
+        "(paid around the clock), and 503s, seconds over the limit and CPU-seconds are summed over both "
+        "scenarios:",
+        "",
+        _table(
+            [
+                "sidecar CPUs",
+                "pod CPUs",
+                "sidecar's req/s at most",
+                "min-scale",
+                "target x utilization",
+                "containerConcurrency",
+                "warm CPUs",
+                "503s",
+                "s over 50 ms",
+                "CPU-s",
+            ],
+            [
+                [
+                    _fmt(o.kpa.sidecar_cpu),
+                    _fmt(pod_cpu(o.kpa, platform)),
+                    f"{1000 * o.kpa.sidecar_cpu / cost:,.0f}",
+                    o.kpa.min_scale,
+                    f"{_fmt(o.kpa.target)} x {_fmt(o.kpa.utilization_pct)}%",
+                    o.kpa.container_concurrency,
+                    _fmt(o.kpa.min_scale * pod_cpu(o.kpa, platform)),
+                    f"{o.score[0]:,.0f}",
+                    _fmt(o.score[1]),
+                    f"{o.score[2]:,.0f}",
+                ]
+                for o in sidecar_sweep
+            ],
+        ),
+        "",
+    ]
 
 
 def render(
@@ -741,6 +923,7 @@ def render(
     sensitivity: Sequence[tuple[float, Outcome, Outcome]],
     sweep: Sequence[Outcome],
     command: str,
+    sidecar_sweep: Sequence[Outcome] = (),
 ) -> str:
     changed = [
         [SETTING_NAMES[name], _fmt(getattr(today.kpa, name)), _fmt(getattr(best.kpa, name))] for name in SETTING_NAMES
@@ -757,7 +940,8 @@ def render(
         "whatever the answers do). It shows what the settings in `knative/service.yaml` do to the pod "
         "count, p99 latency and 503s, and which values do better. It is a model: the curve was "
         "measured with wrk on the same 2 shared cores as the service (so a pod with 2 dedicated CPUs "
-        "does better), and the start-up time of a pod is an assumption (below, with its sensitivity).",
+        "does better), the queue-proxy's CPU per request is a published figure, not a measurement "
+        "(below), and the start-up time of a pod is an assumption (below, with its sensitivity).",
         "",
         "## The per-pod curve",
         "",
@@ -779,14 +963,16 @@ def render(
         ),
         "",
         "Each cell: as measured (as used). Peak used: "
-        f"{curve.peak_rps:,.0f} req/s per pod; 20,000 req/s needs at least "
+        f"{curve.peak_rps:,.0f} req/s per pod (the service alone); 20,000 req/s needs at least "
         f"{math.ceil(20_000 / curve.peak_rps)} pods running flat out.",
         "",
+        *_sidecar_section(curve, platform, best, sidecar_sweep),
         "## Results",
         "",
         "Objective: for each min-scale (the pods kept warm around the clock), a coordinate descent over the "
         "other settings, from today's values, minimises in order the 503s, the seconds with p99 over "
-        f"{P99_LIMIT_MS:g} ms and the pod-seconds (cost), summed over both scenarios. The settings chosen are "
+        f"{P99_LIMIT_MS:g} ms and the CPU-seconds (cost: pod-seconds x the CPUs a pod requests, its "
+        "queue-proxy's included), summed over both scenarios. The settings chosen are "
         "those of the smallest min-scale with no 503s and no second over the limit (warm pods cost around "
         "the clock, which these scenarios, without idle hours, cannot show), taking the other settings found "
         "for min-scale 1 when they meet the objective too: they keep scaling well once the load outgrows "
@@ -842,8 +1028,8 @@ def render(
         "the queue-proxies, up to their buffers, and are refused with 503 beyond them. A step's p99 is the "
         "curve's p99 at the pods' concurrency plus the wait of the last request queued. Traffic is spread "
         "evenly over ready pods; a pod being removed stops taking requests at once; the activator's own "
-        "hop (about a millisecond) and the queue-proxy's CPU are left out; no request waits anywhere near "
-        "the revision's 60 s timeout in these scenarios.",
+        "hop (about a millisecond) is left out; the queue-proxy caps each pod as above; no request waits "
+        "anywhere near the revision's 60 s timeout in these scenarios.",
         "",
         _table(["Knative setting", "Knative's default", "in the model", "documented at"], ASSUMPTIONS),
         "",
@@ -920,8 +1106,13 @@ def run(
         )
         for s in (2.5, 10.0, 20.0)
     ]
+    others = {name: values for name, values in GRID.items() if name != "sidecar_cpu"}
+    sidecar_sweep = [
+        choose(curve, replace(best.kpa, sidecar_cpu=float(cpu)), platform, SCENARIOS, others, passes)[0]
+        for cpu in GRID["sidecar_cpu"]
+    ]
     log(f"{simulated} configurations simulated in {time.monotonic() - started:.1f} s")
-    report = render(curve_doc, curve, platform, today, best, simulated, sensitivity, sweep, command)
+    report = render(curve_doc, curve, platform, today, best, simulated, sensitivity, sweep, command, sidecar_sweep)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)
     plot(

@@ -27,6 +27,8 @@ from function.errors import (
 
 SEPARATOR = "~"
 _MAC_HEX = 64
+#: What an id looks like (the API documents publish it; only the MAC tells a real one).
+ID_PATTERN = "[^~]{1,64}~[^~]{1,64}~[0-9a-f]{1,12}~[0-9a-f]{1,40}~[0-9a-f]{64}"
 _ID = re.compile(r"([^~]{1,64})~([^~]{1,64})~([0-9a-f]{1,12})~([0-9a-f]{1,40})~([0-9a-f]{64})")
 #: How to turn feedback on, for the answer of a service without a key.
 HOW_TO_ENABLE = (

@@ -1,8 +1,8 @@
 """The autoscaling simulator (bench/autoscale.py): Knative's KPA rules, stated as behaviour.
 
 A synthetic pod that completes 1000 requests a second per request it holds, up to 32 at once
-(then it is saturated), keeps the arithmetic visible. Times are simulated seconds, never the
-clock's.
+(then it is saturated), keeps the arithmetic visible; it has no queue-proxy unless a test gives
+it one. Times are simulated seconds, never the clock's.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ import pytest
 import yaml
 
 from bench.autoscale import (
+    QUEUE_PROXY_CPU_MS_PER_REQUEST,
+    QUEUE_PROXY_DEFAULT_CPU,
+    SETTING_NAMES,
     Kpa,
     Platform,
     PodCurve,
     Scenario,
     activator_in_path,
+    cpu_quantity,
     evaluate,
     isotonic,
     kpa_from_manifest,
+    pod_cpu,
     search,
     serve_step,
     simulate,
@@ -32,7 +37,7 @@ CURVE = PodCurve.from_points(
     {"concurrency": c, "rps": 1000.0 * min(c, 32), "p50_ms": 1.0 * max(1, c / 32), "p99_ms": 2.0 * max(1, c / 32)}
     for c in (1, 2, 4, 8, 16, 32, 64, 128)
 )
-PLATFORM = Platform(startup_s=5.0)
+PLATFORM = Platform(startup_s=5.0, sidecar_cpu_ms_per_request=0.0)  # no queue-proxy modelled
 KPA = Kpa(target=8, utilization_pct=100, container_concurrency=16, min_scale=1, max_scale=0, initial_scale=1)
 
 
@@ -103,11 +108,52 @@ def test_the_manifest_s_annotations_are_what_is_simulated() -> None:
     ):
         expected = float(annotations.get("autoscaling.knative.dev/" + key, getattr(Kpa(), field)))
         assert getattr(kpa, field) == expected
+    assert kpa.sidecar_cpu == cpu_quantity(annotations["queue.sidecar.serving.knative.dev/cpu-resource-request"])
 
 
 def test_what_a_manifest_leaves_out_is_knative_s_default() -> None:
     bare = {"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}}
     assert kpa_from_manifest(bare) == Kpa()
+    assert Kpa().sidecar_cpu == QUEUE_PROXY_DEFAULT_CPU == 0.025  # config-deployment's 25m
+
+
+def test_cpu_quantities_read_as_kubernetes_writes_them() -> None:
+    assert cpu_quantity("4") == 4
+    assert cpu_quantity("1.5") == 1.5
+    assert cpu_quantity("250m") == 0.25
+    with pytest.raises(ValueError, match="not a CPU quantity"):
+        cpu_quantity("2Gi")
+
+
+def test_the_service_s_container_has_the_cpus_the_curve_was_measured_with() -> None:
+    service = yaml.safe_load((ROOT / "knative" / "service.yaml").read_text())
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    assert cpu_quantity(str(container["resources"]["requests"]["cpu"])) == Platform().app_cpu
+
+
+def report_table(title_cell: str) -> dict[str, list[str]]:
+    """A table of bench/AUTOSCALE.md, by its first column, found by the header's second cell."""
+    rows: dict[str, list[str]] = {}
+    inside = False
+    for line in (ROOT / "bench" / "AUTOSCALE.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) > 1 and cells[1] == title_cell:
+            inside = True
+        elif inside and line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = cells[1:]
+        elif inside and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_manifest_runs_what_the_report_found() -> None:
+    """bench/AUTOSCALE.md was generated from this manifest (its "today") and found these values."""
+    table = report_table("today (knative/service.yaml)")
+    kpa = kpa_from_manifest(yaml.safe_load((ROOT / "knative" / "service.yaml").read_text()))
+    assert set(table) == set(SETTING_NAMES.values())
+    for field, name in SETTING_NAMES.items():
+        today, found = table[name]
+        assert float(today) == float(found) == getattr(kpa, field), name
 
 
 # ---- scaling ---------------------------------------------------------------------------------
@@ -197,6 +243,62 @@ def test_from_zero_the_activator_holds_requests_until_a_pod_starts() -> None:
     assert max(trace.p99_ms) >= 1000 * (PLATFORM.startup_s - PLATFORM.tick_s)
     assert trace.ready[-1] >= 1
     assert trace.p99_ms[-1] < 10
+
+
+# ---- the queue-proxy's CPU -------------------------------------------------------------------
+
+
+def test_the_sidecar_caps_a_pod_at_its_cpus_over_the_cpu_each_request_costs() -> None:
+    # 2 CPUs at 0.5 ms a request pass 4,000 req/s: the synthetic pod reaches that at 4 in flight.
+    pod = CURVE.with_sidecar(cpu=2.0, cpu_ms_per_request=0.5)
+    assert pod.peak_rps == 4_000
+    assert pod.throughput(128) == 4_000
+    assert pod.concurrency_for(4_000) == 4
+    # Below the cap the service's curve holds, each request paying the sidecar's 0.5 ms.
+    assert pod.throughput(2) == CURVE.throughput(2)
+    assert pod.p99(2) == pytest.approx(CURVE.p99(2) + 0.5)
+    # Past it the requests wait for the sidecar: 32 in flight at 4,000 req/s instead of 32,000
+    # take 8 times as long (Little's law).
+    assert pod.p99(32) == pytest.approx(CURVE.p99(32) * 8 + 0.5)
+
+
+def test_a_sidecar_faster_than_the_pod_only_adds_its_own_time() -> None:
+    pod = CURVE.with_sidecar(cpu=32.0, cpu_ms_per_request=0.5)  # 64,000 req/s, twice the pod's peak
+    assert pod.rps == CURVE.rps
+    assert pod.p50_ms == tuple(p + 0.5 for p in CURVE.p50_ms)
+
+
+def test_without_a_cpu_cost_the_sidecar_changes_nothing() -> None:
+    assert CURVE.with_sidecar(cpu=QUEUE_PROXY_DEFAULT_CPU, cpu_ms_per_request=0.0) is CURVE
+
+
+def test_a_revision_is_simulated_behind_its_sidecar() -> None:
+    with_sidecar = replace(PLATFORM, sidecar_cpu_ms_per_request=QUEUE_PROXY_CPU_MS_PER_REQUEST)
+    kpa = replace(KPA, min_scale=1, max_scale=1, target_burst_capacity=-1)
+    # 4,000 req/s: one synthetic pod serves it alone; with Knative's default 25m its sidecar
+    # passes 50 req/s, with 2 CPUs 4,000.
+    load = constant(4_000, 30)
+    assert sum(simulate(CURVE, kpa, PLATFORM, load).rejected) == 0
+    assert sum(simulate(CURVE, kpa, with_sidecar, load).rejected) > 0
+    assert sum(simulate(CURVE, replace(kpa, sidecar_cpu=2.0), with_sidecar, load).rejected) == 0
+
+
+def test_a_pod_costs_the_service_s_cpus_plus_the_sidecar_s() -> None:
+    with_sidecar = replace(PLATFORM, sidecar_cpu_ms_per_request=QUEUE_PROXY_CPU_MS_PER_REQUEST)
+    kpa = replace(KPA, sidecar_cpu=1.5)
+    assert pod_cpu(kpa, with_sidecar) == with_sidecar.app_cpu + 1.5
+    assert pod_cpu(kpa, PLATFORM) == PLATFORM.app_cpu, "a sidecar left out costs nothing"
+    (summary,) = evaluate(CURVE, kpa, with_sidecar, [constant(1_000, 30)]).summaries
+    assert summary.cpu_seconds == pytest.approx(summary.pod_seconds * (with_sidecar.app_cpu + 1.5))
+
+
+def test_the_search_pays_for_a_bigger_sidecar_only_when_it_saves_cpu_seconds() -> None:
+    with_sidecar = replace(PLATFORM, sidecar_cpu_ms_per_request=QUEUE_PROXY_CPU_MS_PER_REQUEST)
+    # 11,000 req/s on one pod held by max-scale: 1 sidecar CPU passes 2,000 of them, 6 pass
+    # 12,000, 8 only add cost.
+    kpa = replace(KPA, min_scale=1, max_scale=1, container_concurrency=32, target=32, sidecar_cpu=1.0)
+    best, _ = search(CURVE, kpa, with_sidecar, [constant(11_000, 30)], grid={"sidecar_cpu": (1, 6, 8)}, passes=1)
+    assert best.kpa.sidecar_cpu == 6
 
 
 # ---- the queue-proxy and the activator -------------------------------------------------------

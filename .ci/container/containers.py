@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -108,9 +109,12 @@ class RunSpec:
     container_concurrency: int
 
     @classmethod
-    def from_manifest(cls, path: Path) -> RunSpec:
+    def from_manifest(cls, path: Path, secrets: Mapping[str, str]) -> RunSpec:
+        """How ``path`` (a Knative Service) runs its container; ``secrets`` stands in for the Secrets
+        its env names (by variable), and Knative's runtime contract adds ``K_REVISION`` and ``PORT``."""
         service = yaml.safe_load(path.read_text())
-        spec = service["spec"]["template"]["spec"]
+        template = service["spec"]["template"]
+        spec = template["spec"]
         (container,) = spec["containers"]
         security = container.get("securityContext", {})
         limits = container.get("resources", {}).get("limits", {})
@@ -118,11 +122,17 @@ class RunSpec:
         port = int(ports[0]["containerPort"]) if ports else 8080
         env = {}
         for item in container.get("env", []):
-            if "value" not in item:
-                raise ValueError(f"env {item['name']}: only literal values can be given to docker run")
-            env[item["name"]] = str(item["value"])
-        # Knative sets PORT to the container port.
+            secret = item.get("valueFrom", {}).get("secretKeyRef")
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+            elif secret is not None and item["name"] in secrets:
+                env[item["name"]] = secrets[item["name"]]
+            elif secret is None or not secret.get("optional", False):
+                raise ValueError(f"env {item['name']}: neither a literal value nor a Secret given a stand-in")
+        # Knative sets PORT to the container port, and K_REVISION to the revision's name.
         env["PORT"] = str(port)
+        if "name" in template.get("metadata", {}):
+            env["K_REVISION"] = template["metadata"]["name"]
         volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
         tmpfs = {}
         for mount in container.get("volumeMounts", []):

@@ -66,6 +66,7 @@ def _with_model(spec: dict[str, Any], info: Mapping[str, Any]) -> dict[str, Any]
     definitions = spec["definitions"]
     definitions["ApiResponse"]["properties"]["label"] |= labels | {"example": info["labels"][-1]}
     definitions["BatchResponse"]["properties"]["labels"]["items"] |= labels
+    definitions["FeedbackRequest"]["properties"]["label"] |= labels
     for operations in spec["paths"].values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):

@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from function.api.open_inference import REQUESTABLE
 from function.api.validation import TEXT_PATTERN
+from function.feedback import ID_PATTERN
 from function.inference.classifier import EXPLAINED_TERMS
 from function.model_info import INPUT, REQUIRED
 from function.settings import Settings
@@ -100,14 +101,13 @@ class BatchResponseSchema(Schema):
 class FeedbackRequestSchema(Schema):
     prediction_id = fields.String(
         required=True,
-        validate=validate.Regexp(TEXT_PATTERN),
-        metadata={"description": "The prediction_id of an answer of /prediction, /predictions or V2 infer"},
+        validate=validate.Regexp(f"^{ID_PATTERN}$"),
+        metadata={
+            "description": "The prediction_id of an answer of /prediction, /predictions or V2 infer. Its shape is "
+            "the pattern's; only its signature, which no schema can check, tells an id the service issued (403)"
+        },
     )
-    label = fields.String(
-        required=True,
-        validate=validate.Regexp(TEXT_PATTERN),
-        metadata={"description": "The text's true label: one of the model's labels"},
-    )
+    label = fields.String(required=True, metadata={"description": "The text's true label: one of the model's labels"})
 
 
 class FeedbackResponseSchema(Schema):

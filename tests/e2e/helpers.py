@@ -25,9 +25,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers import ROOT, ServerProcess, descendants, parent_pids
 
 START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
-#: The shared server's settings: the defaults, but two workers (this machine's CPUs) and a short
-#: body timeout, so that a stalled body shows its 408 in seconds, not the default 30.
-LIVE_ENV = {"WORKERS": "2", "BODY_TIMEOUT_SECONDS": "2", "LOG_FORMAT": "text"}
+#: The shared server's settings: the defaults, but two workers (this machine's CPUs), a short
+#: body timeout, so that a stalled body shows its 408 in seconds, not the default 30, and a
+#: feedback key, so that every operation of the API documents is served.
+FEEDBACK_KEY = "the end-to-end tests' feedback key, 32 bytes or more"
+LIVE_ENV = {"WORKERS": "2", "BODY_TIMEOUT_SECONDS": "2", "LOG_FORMAT": "text", "FEEDBACK_KEY": FEEDBACK_KEY}
 BODY_TIMEOUT = 2.0
 
 

@@ -32,7 +32,7 @@ EXAMPLES = int(os.environ.get("E2E_EXAMPLES", "300"))
 BODY_OPERATIONS = ("POST /prediction", "POST /predictions")
 INFER_PATHS = "/infer$"
 DOCUMENTS = ("/openapi.json", "/openapi3.json")
-OPERATIONS = 16  # every documented operation: 7 of the service's own, 9 of the Open Inference Protocol
+OPERATIONS = 17  # every documented operation: 8 of the service's own, 9 of the Open Inference Protocol
 RUN_TIMEOUT = 600
 
 
