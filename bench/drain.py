@@ -138,14 +138,17 @@ def run_process(root: Path, cycles: int, body: Path, text: str, log: Path) -> li
 def run_image(image: str, cycles: int, body: Path, text: str) -> list[Tally]:
     tallies = []
     for i in range(cycles):
-        port = servers.free_port()
-        name = f"textclf-drain-{port}"
+        name = f"textclf-drain-{i}"
         subprocess.run(
-            ["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8080", "--read-only",
-             "--tmpfs", "/var/tmp", "--cpus", "2", "--memory", "1g", "-e", "LOG_FORMAT=text", image],
+            ["docker", "run", "-d", "--rm", "--name", name, "--read-only", "--tmpfs", "/var/tmp",
+             "--cpus", "2", "--memory", "1g", "-e", "LOG_FORMAT=text", image],
             check=True, capture_output=True,
         )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        # NOTE: the container's own address, as the queue-proxy reaches the service in a pod: a
+        # published port goes through docker-proxy, which accepts every connection and then closes
+        # those it cannot pass on, so a refused connection would look like a lost request.
+        inspect = ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]
+        url = f"http://{subprocess.run(inspect, check=True, capture_output=True, text=True).stdout.strip()}:8080"
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
 import re
 
 import pytest
@@ -17,7 +19,7 @@ from function.errors import (
     MalformedPredictionId,
     UnknownLabel,
 )
-from function.feedback import PredictionIds
+from function.feedback import HmacSha256, PredictionIds
 from function.settings import SettingError, Settings, parse_command_line
 from tests.test_api import JSON, LABELS, post
 
@@ -50,6 +52,20 @@ def test_an_id_names_the_version_and_label_it_was_issued_for_and_is_unique() -> 
     assert [i.split("~")[:2] for i in issued] == [["2.0.0", "hockey"], ["2.0.0", "hockey"], ["2.0.0", "space"]]
     claim = issuer.check(issued[2], "politics")
     assert (claim.version, claim.label) == ("2.0.0", "space")
+
+
+@pytest.mark.parametrize("key_bytes", [0, 1, 32, 63, 64, 65, 200])
+def test_the_mac_is_hmac_sha_256_whatever_the_key_length(key_bytes: int) -> None:
+    key, message = os.urandom(key_bytes), os.urandom(100)
+    assert HmacSha256(key).hex(message) == hmac.digest(key, message, "sha256").hex()
+
+
+def test_one_id_is_issued_and_checked_as_a_batch_s_are() -> None:
+    issuer = ids()
+    one = issuer.issue_one("hockey")
+    assert one.split("~")[:2] == ["2.0.0", "hockey"]
+    assert one not in issuer.issue(["hockey"])
+    assert issuer.check(one, "space").label == "hockey"
 
 
 def test_any_pod_of_any_version_with_the_key_accepts_an_id_and_counts_it_under_the_issuing_version() -> None:

@@ -100,7 +100,7 @@ async def prediction(request: web.Request) -> web.Response:
     answer: dict[str, object] = {"label": result.label}
     ids = request.app[PREDICTION_IDS]
     if ids is not None:
-        [answer["prediction_id"]] = ids.issue([result.label])
+        answer["prediction_id"] = ids.issue_one(result.label)
     if with_scores:
         answer["scores"] = _scores(classifier.labels, result)
     if explain:
