@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock bench-drain bench-feedback
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -130,6 +130,14 @@ bench-autoscale: $(DEV)
 bench-explain: $(DEV)
 	$(BIN)/python -m bench.explain
 
+## bench-drain: 20 stops under 20 clients, slow uploads included: requests answered, refused, lost (IMAGE=tag: the image under docker stop; bench/DRAIN.md, ~2 min)
+bench-drain: $(DEV)
+	$(BIN)/python -m bench.drain $(if $(IMAGE),--image $(IMAGE))
+
+## bench-feedback: POST /feedback throughput at 64 connections, each request a fresh id, needs wrk (bench/out/FEEDBACK.md, ~1 min)
+bench-feedback: $(DEV)
+	$(BIN)/python -m bench.feedback
+
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)
 	$(BIN)/python -m bench.run
@@ -142,6 +150,8 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.percall --sizes 10000 --out bench/out/PERCALL.md
 	$(BIN)/python -m bench.curve --smoke --out bench/out/curve.json
 	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
+	$(BIN)/python -m bench.drain --cycles 1
+	$(BIN)/python -m bench.feedback --rounds 1 --seconds 2
 
 ## bench-profile: py-spy on the event loop under 64 connections, costs per request by step (bench/out/PROFILE.md; needs ptrace: root)
 bench-profile: $(DEV)
