@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock bench-drain bench-feedback
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock bench-drain bench-feedback bench-canary
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -134,6 +134,10 @@ bench-explain: $(DEV)
 bench-drain: $(DEV)
 	$(BIN)/python -m bench.drain $(if $(IMAGE),--image $(IMAGE))
 
+## bench-canary: a canary rehearsed with real nginx (90/10) and Prometheus: two model versions compared by live accuracy, then promoted (bench/CANARY.md, ~1 min)
+bench-canary: $(DEV)
+	$(BIN)/python -m bench.canary
+
 ## bench-feedback: POST /feedback throughput at 64 connections, each request a fresh id, needs wrk (bench/out/FEEDBACK.md, ~1 min)
 bench-feedback: $(DEV)
 	$(BIN)/python -m bench.feedback
@@ -152,6 +156,7 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
 	$(BIN)/python -m bench.drain --cycles 1
 	$(BIN)/python -m bench.feedback --rounds 1 --seconds 2
+	$(BIN)/python -m bench.canary --texts 200 --out bench/out/CANARY.md
 
 ## bench-profile: py-spy on the event loop under 64 connections, costs per request by step (bench/out/PROFILE.md; needs ptrace: root)
 bench-profile: $(DEV)
