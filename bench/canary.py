@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(seen)} cleaned test posts through nginx, {args.percent}% to the candidate, every true label fed "
         f"back.\n\n{markdown_table(header, rows)}\n\nDifference {d:+.4f}, 95% interval {d - half:+.4f} to "
         f"{d + half:+.4f}: **{decision}** (knative/DEPLOY.md's rule, without its minimum of 1,500 labels).\n\n"
-        f"Promoted (nginx: 100% to the candidate), 300 requests went to: {dict(promoted)}.\n",
+        f"The promotion step, run whatever the rule said (nginx: 100% to the candidate): 300 requests went to "
+        f"{dict(promoted)}.\n",
         args.out,
     )
 
