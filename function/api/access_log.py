@@ -30,6 +30,9 @@ class AccessLogger(AbstractAccessLogger):
         super().__init__(logger, log_format)
         self._lines = stderr_lines()
 
+    def _wanted(self, request: web.BaseRequest) -> bool:
+        return request.path not in HEALTH_PATHS and self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, elapsed: float) -> None:
         if not self._wanted(request):
             return
@@ -38,7 +41,7 @@ class AccessLogger(AbstractAccessLogger):
             elapsed = time.perf_counter() - started
         headers = response.headers
         trace_id = trace_id_of(headers.get(TRACEPARENT))
-        self._write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id, headers)
+        self.write(request, response.status, elapsed, headers.get("X-Request-ID"), trace_id, headers)
 
     def write(
         self,
@@ -49,22 +52,9 @@ class AccessLogger(AbstractAccessLogger):
         trace_id: str | None,
         served_by: Mapping[str, str],
     ) -> None:
-        """One access line; also used for requests that end without a response (499)."""
-        if self._wanted(request):
-            self._write(request, status, elapsed, request_id, trace_id, served_by)
-
-    def _wanted(self, request: web.BaseRequest) -> bool:
-        return request.path not in HEALTH_PATHS and self.logger.isEnabledFor(logging.INFO)
-
-    def _write(
-        self,
-        request: web.BaseRequest,
-        status: int,
-        elapsed: float,
-        request_id: str | None,
-        trace_id: str | None,
-        served_by: Mapping[str, str],
-    ) -> None:
+        """One access line (none for a probe); also used for requests that end without a response (499)."""
+        if not self._wanted(request):
+            return
         method, path = request.method, request.path
         fields = {
             "method": method,
