@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from function.feedback import HmacSha256
 from tests.helpers import ROOT, ServerProcess, descendants, parent_pids
 
 START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
@@ -31,6 +32,18 @@ START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that 
 FEEDBACK_KEY = "the end-to-end tests' feedback key, 32 bytes or more"
 LIVE_ENV = {"WORKERS": "2", "BODY_TIMEOUT_SECONDS": "2", "LOG_FORMAT": "text", "FEEDBACK_KEY": FEEDBACK_KEY}
 BODY_TIMEOUT = 2.0
+
+
+def without_prediction_id(answer: Any) -> Any:
+    """A prediction answer of the live server less its ``prediction_id``, which must be an id signed
+    with ``FEEDBACK_KEY`` for the answer's label (other answers come back as they are)."""
+    if not isinstance(answer, dict) or "prediction_id" not in answer:
+        return answer
+    rest = dict(answer)
+    body, _, mac = rest.pop("prediction_id").rpartition("~")
+    assert HmacSha256(FEEDBACK_KEY.encode()).hex(body.encode()) == mac, f"not signed with the key: {answer}"
+    assert body.split("~")[1] == answer["label"], f"an id for another label: {answer}"
+    return rest
 
 
 def start_server(env: dict[str, str], **options: Any) -> ServerProcess:
