@@ -15,7 +15,7 @@ import itertools
 import os
 import re
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from function.errors import (
@@ -29,8 +29,8 @@ from function.errors import (
 SEPARATOR = "~"
 _MAC_HEX = 64
 #: What an id looks like (the API documents publish it; only the MAC tells a real one).
-ID_PATTERN = "[^~]{1,64}~[^~]{1,64}~[0-9a-f]{1,12}~[0-9a-f]{1,40}~[0-9a-f]{64}"
-_ID = re.compile(r"([^~]{1,64})~([^~]{1,64})~([0-9a-f]{1,12})~([0-9a-f]{1,40})~([0-9a-f]{64})")
+ID_PATTERN = "([^~]{1,64})~([^~]{1,64})~([0-9a-f]{1,12})~([0-9a-f]{1,40})~([0-9a-f]{64})"
+_ID = re.compile(ID_PATTERN)
 #: How to turn feedback on, for the answer of a service without a key.
 HOW_TO_ENABLE = (
     "feedback is off on this service: set FEEDBACK_KEY (at least 32 bytes, from a Kubernetes Secret) "
@@ -96,27 +96,20 @@ class PredictionIds:
         self._clock = clock
         self._prefix = os.urandom(6).hex()  # unique across pods and restarts, without a system call per id
         self._count = itertools.count(1)
-        # NOTE: an OrderedDict, whose oldest entry goes in O(1); a dict's first key after deletions
-        # is found by scanning past them, which made every check slower as the pod lived.
-        self._seen: OrderedDict[int, None] = OrderedDict()
-        self._remember = remember
+        # The ids fed back (64 bits of each MAC), and their order, to forget the oldest first: about
+        # 86 bytes an id, against 141 in an OrderedDict.
+        self._seen: set[int] = set()
+        self._order: deque[int] = deque(maxlen=remember)
 
     def issue_one(self, label: str) -> str:
-        """A fresh id for one predicted label (``issue`` without the list: the single-text path)."""
+        """A fresh id for one predicted label."""
         issued = int(self._clock())
         body = f"{self._version}{SEPARATOR}{label}{SEPARATOR}{issued:x}{SEPARATOR}{self._prefix}{next(self._count):x}"
         return f"{body}{SEPARATOR}{self._mac.hex(body.encode())}"
 
     def issue(self, labels: Sequence[str]) -> list[str]:
         """One fresh id for each predicted label."""
-        head = f"{self._version}{SEPARATOR}"
-        issued = f"{SEPARATOR}{int(self._clock()):x}{SEPARATOR}{self._prefix}"
-        mac, count = self._mac.hex, self._count
-        ids = []
-        for label in labels:
-            body = f"{head}{label}{issued}{next(count):x}"
-            ids.append(f"{body}{SEPARATOR}{mac(body.encode())}")
-        return ids
+        return [self.issue_one(label) for label in labels]
 
     def check(self, prediction_id: str, actual: str) -> Claim:
         """The claim of an authentic, unexpired id not fed back before (to this pod), about a known label.
@@ -140,7 +133,8 @@ class PredictionIds:
         seen = int(mac[:16], 16)
         if seen in self._seen:
             raise DuplicateFeedback("feedback on this prediction_id was already counted")
-        self._seen[seen] = None
-        if len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
+        if len(self._order) == self._order.maxlen:
+            self._seen.discard(self._order[0])
+        self._order.append(seen)
+        self._seen.add(seen)
         return Claim(version, label)

@@ -116,7 +116,7 @@ class Settings:
     feedback_seen_ids: int = _setting(
         100_000,
         "FEEDBACK_SEEN_IDS",
-        "prediction ids remembered so that feedback counts once (about 70 bytes each)",
+        "prediction ids remembered so that feedback counts once (about 86 bytes each)",
         minimum=1,
     )
 
