@@ -109,55 +109,44 @@ class ExpectationFailed(ServiceError):
 
 
 class FeedbackError(ServiceError):
-    """Feedback that is not counted; ``reason`` labels ``textclf_feedback_rejected_total``."""
-
-    reason: str = ""
+    """Feedback that is not counted; its ``error`` is the ``reason`` of ``textclf_feedback_rejected_total``."""
 
 
 class FeedbackDisabled(FeedbackError):
     """No ``FEEDBACK_KEY``: no prediction ids are issued, so none can be fed back."""
 
     status = 404
-    error = reason = "feedback_disabled"
+    error = "feedback_disabled"
 
 
 class MalformedPredictionId(FeedbackError):
     status = 400
-    error = reason = "malformed_id"
+    error = "malformed_id"
 
 
 class ForgedPredictionId(FeedbackError):
     """Not signed with this service's key: made up, or altered after it was issued."""
 
     status = 403
-    error = reason = "bad_signature"
+    error = "bad_signature"
 
 
 class ExpiredPredictionId(FeedbackError):
     status = 410
-    error = reason = "expired"
+    error = "expired"
 
 
 class UnknownLabel(FeedbackError):
     status = 422
-    error = reason = "unknown_label"
+    error = "unknown_label"
 
 
 class DuplicateFeedback(FeedbackError):
     """This pod has already counted feedback on the id."""
 
     status = 409
-    error = reason = "duplicate"
+    error = "duplicate"
 
 
-FEEDBACK_REJECTIONS = tuple(
-    kind.reason
-    for kind in (
-        FeedbackDisabled,
-        MalformedPredictionId,
-        ForgedPredictionId,
-        ExpiredPredictionId,
-        UnknownLabel,
-        DuplicateFeedback,
-    )
-)
+#: Every way feedback is refused, each a subclass of ``FeedbackError``.
+FEEDBACK_REJECTIONS = tuple(kind.error for kind in FeedbackError.__subclasses__())

@@ -126,7 +126,7 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
     if isinstance(exc, InvalidInput):
         metrics.validation_failures.labels(exc.reason).inc()
     elif isinstance(exc, FeedbackError):
-        metrics.feedback_rejected.labels(exc.reason).inc()
+        metrics.feedback_rejected.labels(exc.error).inc()
     elif exc.error in REJECTION_REASONS:
         metrics.rejections.labels(exc.error).inc()
     if exc.status >= 500:
