@@ -1,7 +1,7 @@
 """Model-only ceiling: documents/s of ``model/model.onnx`` in N processes at once, no HTTP.
 
 Each process loads the model the way a service worker does (``function.inference.session.load_session``)
-and classifies the test texts one at a time through ``function.inference.worker.predict``, all processes
+and classifies the test texts one at a time through ``function.parallel.worker.predict``, all processes
 starting together behind a barrier and stopping at the same deadline.
 """
 
@@ -31,7 +31,7 @@ class CeilingResult:
 def _work(
     index: int, texts: Sequence[str], seconds: float, barrier: Barrier, results: Queue[tuple[int, float]]
 ) -> None:
-    from function.inference import worker
+    from function.parallel import worker
     from function.inference.session import load_session
 
     session = load_session(str(MODEL_PATH))

@@ -18,11 +18,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from function.errors import StartupError
-from function.inference.process import start_forkserver
+from function.parallel.forkserver import start_forkserver
 from function.settings import Settings, parse_command_line
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+    from function.inference.classifier import Classifier
 
 log = logging.getLogger("function.serve")
 PROG = "python -m function"
@@ -30,7 +32,9 @@ PROG = "python -m function"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
-def main() -> int:
+def main(classifier: Classifier | None = None) -> int:
+    """Serve until a stop signal; the exit code. ``classifier`` replaces the worker pool that serves
+    the model (``python -m bench.constant`` serves a constant one), and no forkserver starts."""
     for sig in STOP_SIGNALS:  # until the event loop takes over: stop at once, nothing is in flight
         signal.signal(sig, _exit_now)
     settings = parse_command_line(None, os.environ)
@@ -40,7 +44,8 @@ def main() -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     descriptors = raise_descriptor_limit()
-    start_forkserver()
+    if classifier is None:
+        start_forkserver()
     # NOTE: imported only now: aiohttp and its friends take 0.4-0.8 s to import, which the
     # forkserver's own preload of onnxruntime (about 0.3 s, on the other core) overlaps.
     from function.app import create_app
@@ -48,7 +53,7 @@ def main() -> int:
 
     configure_logging(settings.log_format, settings.log_level)
     try:
-        app = create_app(settings)
+        app = create_app(settings, classifier)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

@@ -17,15 +17,16 @@ from function.api.docs import add_docs
 from function.api.middleware import UNMATCHED, RequestIds, served_by, service_middleware
 from function.api.openapi import committed_documents
 from function.api.routes import ROUTES
+from function.batching.adaptive import AdaptiveBatcher
 from function.errors import StartupError
 from function.feedback import PredictionIds
 from function.heap import QUIET_SECONDS, IdleTrim
-from function.inference.batching import AdaptiveBatcher
 from function.inference.classifier import Classifier
 from function.inference.messages import WorkerConfig
-from function.inference.pool import InferencePool
 from function.metrics import Metrics
 from function.model_info import load_model_info, read_verified_model
+from function.parallel.dispatcher import Dispatcher
+from function.parallel.pool import WorkerPool
 from function.settings import Settings
 from function.state import (
     ACCESS_LOG,
@@ -113,7 +114,7 @@ def pool_classifier(
     model: bytes, labels: Sequence[str], settings: Settings, batch_max_chars: int, metrics: Metrics
 ) -> AdaptiveBatcher:
     """onnxruntime in ``settings.worker_count`` processes, fed by an adaptive batcher that bounds the queue."""
-    pool = InferencePool(
+    pool = WorkerPool(
         settings.worker_count,
         WorkerConfig(model, settings.log_format, settings.log_level),
         start_timeout=settings.worker_start_timeout_seconds,
@@ -124,7 +125,7 @@ def pool_classifier(
     metrics.batch_chars.set(batch_max_chars)
     metrics.workers_alive.set_function(lambda: pool.alive)
     return AdaptiveBatcher(
-        pool,
+        Dispatcher(pool),
         labels,
         short_text_workers=settings.short_text_worker_count,
         batch_max_size=settings.batch_max_size,
@@ -181,7 +182,7 @@ async def _heap_trim_context(app: web.Application) -> AsyncIterator[None]:
     async def watch() -> None:
         while True:
             await asyncio.sleep(QUIET_SECONDS / 2)
-            idle.observe(metrics.answered)
+            idle.observe(metrics.activity.ticks)
 
     task = asyncio.create_task(watch(), name="heap-trim")
     yield

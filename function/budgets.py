@@ -14,7 +14,7 @@ With ``L`` the cgroup memory limit (1 GiB where there is none) and ``n`` workers
     batch_chars = spare / 2 / (WORKER_BYTES_PER_CHAR x max(1, n - 1)), within 64 Ki .. 4 Mi
     body_bytes  = spare / 2 / SERVER_BYTES_PER_BODY_BYTE, at least one largest body
 
-Long texts run on at most ``n - 1`` workers at once (``function.inference.batching``), hence the
+Long texts run on at most ``n - 1`` workers at once (``function.batching.adaptive``), hence the
 ``n - 1``. ``BODY_BUDGET_BYTES`` and ``BATCH_MAX_CHARS`` override either figure.
 """
 

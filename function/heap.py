@@ -36,6 +36,18 @@ def trim() -> bool:
     return True
 
 
+class ActivityClock:
+    """Counts units of work done (requests answered, batches run): what the heap trimmer watches."""
+
+    __slots__ = ("ticks",)
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+
 class IdleTrim:
     """Trims once per quiet spell: after activity, when none has been seen for ``quiet`` seconds."""
 
@@ -47,7 +59,7 @@ class IdleTrim:
         self._due = False
 
     def observe(self, activity: int) -> bool:
-        """Feed an ever-growing activity count (requests, batches); True when this call trimmed."""
+        """Feed an ``ActivityClock``'s ticks; True when this call trimmed."""
         now = self._clock()
         if activity != self._seen:
             self._seen, self._since, self._due = activity, now, True

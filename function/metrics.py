@@ -32,6 +32,7 @@ from prometheus_client.utils import floatToGoString
 
 from function.drift import DRIFT_WINDOW, LabelWindow
 from function.errors import FEEDBACK_REJECTIONS, VALIDATION_REASONS
+from function.heap import ActivityClock
 from function.inference.classifier import Prediction
 from function.logs import stderr_lines
 
@@ -172,7 +173,7 @@ class Metrics:
         )
         self._labels = {label: (self.predictions.labels(label), self.confidence.labels(label)) for label in labels}
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self.answered = 0  # requests answered so far: the heap trimmer's sign of activity
+        self.activity = ActivityClock()  # ticks once per request answered: the heap trimmer watches it
         for reason in VALIDATION_REASONS:
             self.validation_failures.labels(reason)
         for reason in REJECTION_REASONS:
@@ -206,7 +207,7 @@ class Metrics:
             if method_label == method:
                 self._request_children[key] = children
         counter, histogram = children
-        self.answered += 1
+        self.activity.tick()
         counter.inc()
         histogram.observe(seconds)
 

@@ -1,7 +1,7 @@
-"""The adaptive batcher: grouping, routing by position, bounds, and failures reaching every waiter.
+"""The adaptive batcher and the dispatcher: grouping, routing by position, bounds, and failures reaching every waiter.
 
-The pool behind it is a small in-process stand-in whose worker can be held, failed or crashed
-on purpose; tests/test_lifecycle.py and tests/e2e/ exercise the batcher with the real pool.
+The workers behind the real dispatcher are small in-process stand-ins that can be held, failed or
+crashed on purpose; tests/test_lifecycle.py and tests/e2e/ exercise both with real processes.
 """
 
 from __future__ import annotations
@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import random
 from array import array
+from collections.abc import Callable
 
 import pytest
 
+from function.batching.adaptive import AdaptiveBatcher
 from function.errors import ModelUnavailable, Overloaded, ServiceError
-from function.inference.batching import AdaptiveBatcher
 from function.inference.classifier import Explanation, Prediction
 from function.inference.messages import BatchResult
-from function.inference.process import NotSent
 from function.metrics import Metrics
+from function.parallel.calls import NotSent
+from function.parallel.dispatcher import Dispatcher
 
 LABELS = ("a", "b")
 
@@ -29,77 +31,65 @@ class StandInWorker:
         self.alive = True
         self.batches: list[list[str]] = []  # as sent, in order
         self.explained: list[tuple[int, ...]] = []
+        self.sent_while: list[int] = []  # for each call, how many of this worker's calls were unfinished
         self.gate = asyncio.Event()
         self.gate.set()
         self.error: Exception | None = None
         self.started = 0  # calls begun: a call sent behind another begins when that one has ended
         self._last: asyncio.Future[BatchResult] | None = None
+        self._unfinished = 0
 
-    def send(self, texts: list[str], explain: tuple[int, ...]) -> asyncio.Future[BatchResult]:
+    def predict(self, texts: list[str], explain: tuple[int, ...]) -> asyncio.Future[BatchResult]:
         """Take the call now; it runs once the call sent before it has ended, as in a real worker."""
         self.batches.append(list(texts))
         self.explained.append(explain)
+        self.sent_while.append(self._unfinished)
         before = self._last if self._last is not None and not self._last.done() else None
+        self._unfinished += 1
         self._last = asyncio.ensure_future(self._run(before, texts, explain))
         return self._last
 
     async def _run(
         self, before: asyncio.Future[BatchResult] | None, texts: list[str], explain: tuple[int, ...]
     ) -> BatchResult:
-        if before is not None:
-            await asyncio.wait({before})
-            if before.cancelled() or before.exception() is not None:  # as a process that died in it
-                raise NotSent("the worker stopped before this call started")
-        self.started += 1
-        await self.gate.wait()
-        if self.error is not None:
-            raise self.error
+        try:
+            if before is not None:
+                await asyncio.wait({before})
+                if before.cancelled() or before.exception() is not None:  # as a process that died in it
+                    raise NotSent("the worker stopped before this call started")
+            self.started += 1
+            await self.gate.wait()
+            if self.error is not None:
+                raise self.error
+        finally:
+            self._unfinished -= 1
         probabilities = array("f", [p for t in texts for p in ((1.0, 0.0) if t[0] == "a" else (0.0, 1.0))])
         tokens = array("i", [len(t.split()) for t in texts]).tobytes()
         explanations = {i: Explanation(1.0, 0.5, [(texts[i], 1.0, 0.5)], 0.0) for i in explain}
         return BatchResult([t[0] for t in texts], probabilities.tobytes(), tokens, tokens, 0.0, 0.001, explanations)
 
 
+Hook = Callable[[StandInWorker], None]
+
+
 class StandInPool:
+    """Reports its workers ready at start, as the real pool does; ``fail()`` is a pool whose restarts failed."""
+
     def __init__(self, workers: int = 1) -> None:
         self.workers = [StandInWorker() for _ in range(workers)]
         self.size = workers
-        self.idle: asyncio.Queue[StandInWorker] = asyncio.Queue()
+        self.ready = True
+        self.failed = False
+        self.on_dead: Hook = lambda _: None
+
+    async def start(self, on_ready: Hook, on_dead: Hook) -> None:
+        self.on_dead = on_dead
         for w in self.workers:
-            self.idle.put_nowait(w)
+            on_ready(w)
 
-    refusal: Exception | None = None  # acquire() raises it, as a pool that cannot start workers does
-
-    acquired = 0
-
-    async def acquire(self) -> StandInWorker:
-        worker = await self.idle.get()
-        self.acquired += 1
-        if self.refusal is not None:
-            self.idle.put_nowait(worker)
-            raise self.refusal
-        return worker
-
-    def release(self, worker: StandInWorker) -> None:
-        self.idle.put_nowait(worker)
-
-    @property
-    def has_idle(self) -> bool:
-        return not self.idle.empty()
-
-    def send(
-        self, worker: StandInWorker, texts: list[str], explain: tuple[int, ...] = ()
-    ) -> asyncio.Future[BatchResult]:
-        return worker.send(texts, explain)
-
-    async def answer(self, worker: StandInWorker, call: asyncio.Future[BatchResult]) -> BatchResult:
-        return await call
-
-    ready = True
-    failed = False
-
-    async def start(self) -> None:
-        pass
+    def fail(self, worker: StandInWorker) -> None:
+        self.failed = True
+        self.on_dead(worker)
 
     async def stop(self, grace: float) -> None:
         pass
@@ -113,7 +103,7 @@ async def batcher_for(
     short_text_workers: int | None = None,
 ) -> AdaptiveBatcher:
     batcher = AdaptiveBatcher(
-        pool,  # type: ignore[arg-type]
+        Dispatcher(pool),  # type: ignore[arg-type]
         LABELS,
         short_text_workers=pool.size if short_text_workers is None else short_text_workers,
         batch_max_size=batch_max_size,
@@ -163,9 +153,8 @@ async def test_full_batches_that_arrive_while_the_worker_is_busy_are_queued_behi
     await asyncio.gather(first, *waiting)
     assert [b[0] for b in worker.batches] == ["a0", "b1", "b5", "b9"]
     assert [len(b) for b in worker.batches] == [1, 4, 4, 1]
-    # The worker went from call to call without going back to the pool in between.
-    assert pool.acquired == 1
-    assert pool.idle.qsize() == 1
+    # Each whole batch went to the worker while the call before it ran; only the last, partial one waited.
+    assert worker.sent_while == [0, 1, 1, 0]
 
 
 async def test_less_than_a_full_batch_waits_for_the_worker_to_answer_rather_than_queue_behind_it() -> None:
@@ -375,8 +364,7 @@ async def test_a_failed_pool_fails_every_queued_text_at_once_and_new_ones_too() 
     batcher = await batcher_for(pool)
     [running] = await submitted(batcher, "a")
     queued = await submitted(batcher, "b", "c")
-    pool.failed = True
-    pool.refusal = ModelUnavailable("the workers cannot be started")
+    pool.fail(worker)
     worker.gate.set()
     await running
     for request in queued:

@@ -43,7 +43,7 @@ def test_the_server_process_imports_no_documentation_tool() -> None:
 def test_worker_module_imports_only_what_inference_needs() -> None:
     """What a forkserver preloads: the worker's side of the boundary, onnxruntime, and nothing of the server."""
     code = (
-        "import sys, function.inference.session, function.inference.worker\n"
+        "import sys, function.inference.session, function.parallel.worker\n"
         "print(sorted(m for m in sys.modules if m.startswith(('aiohttp', 'function.'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
@@ -56,9 +56,10 @@ def test_worker_module_imports_only_what_inference_needs() -> None:
             "function.inference.classifier",
             "function.inference.messages",
             "function.inference.session",
-            "function.inference.worker",
             "function.jsonio",
             "function.logs",
             "function.model_info",
+            "function.parallel",
+            "function.parallel.worker",
         ]
     )

@@ -17,11 +17,13 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient
 
-from function.inference.batching import AdaptiveBatcher
-from function.inference.process import State, WorkerProcess
+from bench.servers import ServerProcess, free_port
+from function.batching.adaptive import AdaptiveBatcher
+from function.parallel.dispatcher import Dispatcher
+from function.parallel.process import WorkerProcess
 from function.settings import Settings
 from function.state import CLASSIFIER, METRICS
-from tests.helpers import ROOT, ServerProcess, free_port
+from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}
 #: Enough work to keep both workers busy for a few hundred milliseconds (7.7 MB, over the default limit).
@@ -44,14 +46,21 @@ async def wait_until(predicate, within: float) -> float:  # type: ignore[no-unty
 
 async def busy_with_a_batch(classifier: AdaptiveBatcher, within: float = 5.0) -> WorkerProcess:
     """A worker busy with texts (seen busy twice, 2 ms apart: a probe takes well under 1 ms)."""
+    dispatcher = classifier.executor
+    assert isinstance(dispatcher, Dispatcher)
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        busy = {w for w in classifier.pool.workers if w.state is State.BUSY} if classifier.pending else set()
+        busy = set(dispatcher.busy) if classifier.pending else set()
         await asyncio.sleep(0.002)
-        still = [w for w in classifier.pool.workers if w.state is State.BUSY and w in busy]
+        still = [w for w in dispatcher.busy if w in busy]
         if still:
             return still[0]
-    raise TimeoutError(f"no worker busy with a batch within {within} s: {classifier.pool.workers}")
+    raise TimeoutError(f"no worker busy with a batch within {within} s: {dispatcher.pool.workers}")
+
+
+def workers_of(classifier: AdaptiveBatcher) -> list[WorkerProcess]:
+    assert isinstance(classifier.executor, Dispatcher)
+    return classifier.executor.pool.workers
 
 
 async def is_ready(client: TestClient) -> bool:
@@ -85,7 +94,7 @@ async def test_a_killed_worker_fails_only_its_requests_and_is_replaced(client: T
 async def test_an_idle_worker_that_dies_is_noticed_and_replaced(client: TestClient) -> None:
     classifier = client.app[CLASSIFIER]
     assert isinstance(classifier, AdaptiveBatcher)
-    [only] = classifier.pool.workers
+    [only] = workers_of(classifier)
     old_pid = only.pid
     os.kill(old_pid, signal.SIGKILL)  # type: ignore[arg-type]
     await wait_until(lambda: asyncio.sleep(0, only.pid != old_pid and classifier.ready), 3.0)
@@ -112,7 +121,7 @@ async def test_batches_queued_behind_a_call_whose_worker_dies_or_hangs_run_on_th
 ) -> None:
     classifier = client.app[CLASSIFIER]
     assert isinstance(classifier, AdaptiveBatcher)
-    [worker] = classifier.pool.workers
+    [worker] = workers_of(classifier)
     os.kill(worker.pid, signal.SIGSTOP)  # type: ignore[arg-type]
     try:
         running = asyncio.create_task(client.post("/predictions", data=SHORT_BATCH, headers=JSON))

@@ -9,7 +9,7 @@ import pytest
 
 import train
 from function.inference import session as onnx_session
-from function.inference import worker
+from function.parallel import worker
 from tests.helpers import ROOT
 from tests.test_model_artifacts import EDGE_TEXTS
 

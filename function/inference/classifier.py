@@ -1,4 +1,4 @@
-"""What the HTTP layer needs from a model (``function.inference.batching.AdaptiveBatcher`` is the real one)."""
+"""What the HTTP layer needs from a model (``function.batching.adaptive.AdaptiveBatcher`` is the real one)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The worker's side of the process boundary: the functions an inference process runs.
 
-They are handed to the executor by reference (``pool`` calls ``worker.predict``), so a reader and
+They are handed to the executor by reference (``WorkerProcess.predict`` calls ``worker.predict``), so a reader and
 mypy can follow every call into a worker.
 NOTE: the server imports this module for those references, so it imports nothing heavy at the top:
 onnxruntime and numpy come in through ``function.inference.session``, imported inside the
@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from function.heap import QUIET_SECONDS, IdleTrim
+from function.heap import QUIET_SECONDS, ActivityClock, IdleTrim
 from function.inference.messages import BatchResult, WorkerConfig
 from function.logs import configure_logging
 
@@ -34,7 +34,7 @@ class _Worker:
     """This process's session and what its heap trimmer watches."""
 
     session: InferenceSession | None = None
-    batches = 0  # calls to predict() so far
+    batches = ActivityClock()  # ticks once per call to predict()
     busy = False
 
 
@@ -68,7 +68,7 @@ def predict(texts: list[str], explain: tuple[int, ...] = (), session: InferenceS
     session = session or _state.session
     if session is None:
         raise RuntimeError("worker not initialised: call init() first")
-    _state.batches += 1
+    _state.batches.tick()
     _state.busy = True
     try:
         started = time.monotonic()
@@ -126,7 +126,7 @@ def _watch(server: int) -> None:
             if not _alive(server):
                 os._exit(1)
         if not _state.busy:
-            idle.observe(_state.batches)
+            idle.observe(_state.batches.ticks)
 
 
 def _alive(pid: int) -> bool:

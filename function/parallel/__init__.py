@@ -1,0 +1,1 @@
+"""Where batches run: the inference processes (pool), and which one runs what (dispatcher)."""
