@@ -1,14 +1,20 @@
 """A classifier that answers the same prediction at once: the HTTP-only ceiling of the service.
 
-It satisfies ``function.inference.classifier.Classifier``, so ``create_app(settings, classifier=...)``
-serves it through the same routes, middleware, validation and JSON encoding as the real model.
+It satisfies ``function.inference.classifier.Classifier``. ``python -m bench.constant`` is
+``python -m function`` serving it instead of the model (``function.__main__.main(classifier=...)``):
+the same settings, socket, logging, routes, middleware, validation and JSON encoding.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
+from function.__main__ import main
+from function.command_line import parse_command_line
 from function.inference.classifier import Prediction
+from function.model_info import load_model_info
 
 
 class ConstantClassifier:
@@ -39,3 +45,8 @@ class ConstantClassifier:
 
     async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]:
         return [self._answer] * len(texts)
+
+
+if __name__ == "__main__":
+    labels = load_model_info(parse_command_line(None, os.environ).metadata_path)["labels"]
+    sys.exit(main(classifier=ConstantClassifier(labels)))

@@ -17,9 +17,10 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from function.command_line import parse_command_line
 from function.errors import StartupError
 from function.parallel.forkserver import start_forkserver
-from function.settings import Settings, parse_command_line
+from function.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp import web

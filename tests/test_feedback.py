@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from function.command_line import parse_command_line
 from function.errors import (
     FEEDBACK_REJECTIONS,
     DuplicateFeedback,
@@ -20,7 +21,8 @@ from function.errors import (
     UnknownLabel,
 )
 from function.feedback import HmacSha256, PredictionIds
-from function.settings import SettingError, Settings, parse_command_line
+from function.setting_fields import SettingError
+from function.settings import Settings
 from tests.test_api import JSON, LABELS, post
 
 KEY = "an example key of forty bytes, not a secret"

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from function.settings import Settings, parse_command_line
+from function.command_line import parse_command_line
+from function.settings import Settings
 from tests.helpers import ROOT
 
 
