@@ -7,11 +7,7 @@ known methods, status codes the service emits, the model's labels and the error 
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import math
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -25,16 +21,13 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
+from function.collectors import DroppedLogLines, GcPauses, LoopHistogram
 from function.drift import DRIFT_WINDOW, LabelWindow
 from function.errors import FEEDBACK_REJECTIONS, VALIDATION_REASONS
 from function.heap import ActivityClock
 from function.inference.classifier import Prediction
-from function.logs import stderr_lines
 
 PREFIX = "textclf"
 #: 0.25 ms to 10 s.
@@ -161,7 +154,7 @@ class Metrics:
         Gauge(f"{PREFIX}_label_drift_window_texts", "Predictions in the label-drift window", registry=r).set_function(
             lambda: window.filled
         )
-        r.register(DroppedLogLines())
+        r.register(DroppedLogLines(f"{PREFIX}_log_lines_dropped"))
         self.gc_pauses = GcPauses(
             Histogram(
                 f"{PREFIX}_gc_pause_seconds",
@@ -213,85 +206,3 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class LoopHistogram(Collector):
-    """A histogram observed from the event loop's thread only, so without a lock per observation.
-
-    prometheus-client's ``Histogram`` takes a lock for the sum and one for the bucket on every
-    ``observe`` (about 0.8 µs); the service observes four per text and one per request. Scrapes
-    run on the event loop too, so a scrape never sees half an observation.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        buckets: Sequence[float],
-        labelnames: Sequence[str] = (),
-        *,
-        registry: CollectorRegistry,
-    ) -> None:
-        self._name, self._documentation, self._labelnames = name, documentation, list(labelnames)
-        self._bounds = (*map(float, buckets), math.inf)
-        self._edges = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        self._series: dict[tuple[str, ...], _Series] = {}
-        if not labelnames:
-            self._only = self.labels()
-        registry.register(self)
-
-    def labels(self, *values: str) -> _Series:
-        series = self._series.get(values)
-        if series is None:
-            series = self._series[values] = _Series(self._bounds)
-        return series
-
-    def observe(self, value: float) -> None:
-        """For a histogram without labels."""
-        self._only.observe(value)
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
-        for values, series in self._series.items():
-            cumulative = list(itertools.accumulate(series.counts))
-            family.add_metric(list(values), list(zip(self._edges, cumulative, strict=True)), series.sum)
-        yield family
-
-
-class _Series:
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-
-class DroppedLogLines(Collector):
-    """Log lines dropped because stderr was not being read (``function.logs.StderrLines``)."""
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        lines = stderr_lines()
-        yield CounterMetricFamily(
-            f"{PREFIX}_log_lines_dropped",
-            "Log lines dropped because stderr was not being read",
-            value=0 if lines is None else lines.dropped,
-        )
-
-
-class GcPauses:
-    """A ``gc.callbacks`` entry that times each collection: the event loop stands still meanwhile."""
-
-    def __init__(self, histogram: Histogram) -> None:
-        self._by_generation = [histogram.labels(str(generation)) for generation in range(3)]
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
