@@ -4,7 +4,7 @@
 #   docker build -t newsgroups-classifier:1.1.0 .
 #   docker run --rm --read-only --tmpfs /var/tmp -p 8080:8080 newsgroups-classifier:1.1.0
 #
-# knative/DEPLOY.md explains the rest; tests/test_deployment.py checks this file against the code,
+# knative/DEPLOY.md explains the rest; tests/deployment/ checks this file against the code,
 # the Procfile and the manifests, and `make container-test` builds and runs it (.ci/container/).
 
 # ---- builder: requirements/runtime.lock in a virtual environment, its SBOM, the app compiled ---

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deployment.manifests import knative_service, schema_errors
 from tests.helpers import ROOT
-from tests.test_deployment import knative_service, schema_errors
 
 KNATIVE = ROOT / "knative"
 ROLLOUTS = ("canary", "promote", "rollback")
