@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from function.errors import ModelUnavailable
-
-if TYPE_CHECKING:
-    from function.parallel.process import WorkerProcess
 
 R = TypeVar("R")
 
@@ -29,6 +26,12 @@ class Broken(Exception):
     """The process ended while it ran the call."""
 
 
+class Process(Protocol):
+    """What a call is made to (``function.parallel.process.WorkerProcess``)."""
+
+    def answer(self, call: Call[R], /) -> Coroutine[Any, Any, R]: ...
+
+
 class Call(Generic[R]):
     """One call handed to a process; awaiting it gives its result (see ``WorkerProcess.predict``)."""
 
@@ -36,7 +39,7 @@ class Call(Generic[R]):
 
     def __init__(
         self,
-        process: WorkerProcess,
+        process: Process,
         future: asyncio.Future[R],
         before: asyncio.Future[Any] | None,
         executor: ProcessPoolExecutor,
