@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench-autoscale bench bench-smoke soak e2e clean bench-profile bench-explain lock bench-drain bench-feedback bench-canary
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench bench-smoke soak e2e clean bench-explain lock bench-drain bench-feedback bench-canary
 
 # NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
 # `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
@@ -122,10 +122,6 @@ bench-deadline: $(DEV)
 bench-curve: $(DEV)
 	$(BIN)/python -m bench.curve
 
-## bench-autoscale: Knative's autoscaler simulated on bench/curve.json; settings searched (bench/AUTOSCALE.md, seconds)
-bench-autoscale: $(DEV)
-	$(BIN)/python -m bench.autoscale
-
 ## bench-explain: what explanations and the model-health outputs cost per text (bench/EXPLAIN.md)
 bench-explain: $(DEV)
 	$(BIN)/python -m bench.explain
@@ -153,14 +149,9 @@ bench-smoke: $(DEV)
 	$(BIN)/python -m bench.deadline --calls 2 --out bench/out/DEADLINE.md
 	$(BIN)/python -m bench.percall --sizes 10000 --out bench/out/PERCALL.md
 	$(BIN)/python -m bench.curve --smoke --out bench/out/curve.json
-	$(BIN)/python -m bench.autoscale --smoke --curve bench/out/curve.json
 	$(BIN)/python -m bench.drain --cycles 1
 	$(BIN)/python -m bench.feedback --rounds 1 --seconds 2
 	$(BIN)/python -m bench.canary --texts 200 --out bench/out/CANARY.md
-
-## bench-profile: py-spy on the event loop under 64 connections, costs per request by step (bench/out/PROFILE.md; needs ptrace: root)
-bench-profile: $(DEV)
-	$(BIN)/python -m bench.profile
 
 ## soak: 10 minutes at half the maximum throughput; errors and RSS growth (appends to bench/RESULTS.md)
 soak: $(DEV)

@@ -207,13 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     names = {role: revision_name(json.loads((f / "model.json").read_text())["version"]) for role, f in folders.items()}
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     procs: list[subprocess.Popen[bytes]] = []
-    running: list[servers.Server] = []
+    running: list[servers.ServerProcess] = []
     try:
         ports = {}
         for role, folder in folders.items():
             env = {"WORKERS": "1", "FEEDBACK_KEY": KEY, "K_REVISION": names[role], "MODEL_DIR": str(folder)}
-            running.append(servers.start(servers.SERVICE, env | {"ACCESS_LOG": "false"}, work / f"{role}.log"))
-            servers.wait_ready(running[-1])
+            running.append(servers.ServerProcess(env | {"ACCESS_LOG": "false"}, log_path=work / f"{role}.log"))
+            running[-1].wait_ready()
             ports[role] = running[-1].port
         prometheus_proc, prometheus = start_prometheus(work, ports, names)
         procs.append(prometheus_proc)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             proc.terminate()
             proc.wait(10)
         for server in running:
-            servers.stop(server)
+            server.stop()
     header = ["", "revision", "model", "requests", "accuracy (computed here)", *(f"{t} (Prometheus)" for t in PANELS)]
     publish(
         f"# A canary rehearsed\n\n`python -m bench.canary --current-rev {args.current_rev} --texts {args.texts}`: "

@@ -31,8 +31,8 @@ class CeilingResult:
 def _work(
     index: int, texts: Sequence[str], seconds: float, barrier: Barrier, results: Queue[tuple[int, float]]
 ) -> None:
-    from function.parallel import worker
     from function.inference.session import load_session
+    from function.parallel import worker
 
     session = load_session(str(MODEL_PATH))
     for text in texts[:WARM_UP_DOCS]:

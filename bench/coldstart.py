@@ -7,13 +7,13 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.servers import HOST, SERVICE, Server, ServerError, start, stop
+from bench.servers import HOST, ServerError, ServerProcess
 
 BODY = b'{"text": "The goalie stopped the puck in overtime."}'
 POLL_SECONDS = 0.005
 
 
-def _post_status(server: Server) -> int | None:
+def _post_status(server: ServerProcess) -> int | None:
     conn = http.client.HTTPConnection(HOST, server.port, timeout=2)
     try:
         conn.request("POST", "/prediction", BODY, {"Content-Type": "application/json"})
@@ -26,7 +26,7 @@ def _post_status(server: Server) -> int | None:
 
 def first_answer_seconds(env: Mapping[str, str], log_path: Path, timeout: float = 60.0) -> float:
     """One fresh start: poll POST /prediction every few milliseconds until it answers 200."""
-    server = start(SERVICE, env, log_path)
+    server = ServerProcess(env, log_path=log_path)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -37,7 +37,7 @@ def first_answer_seconds(env: Mapping[str, str], log_path: Path, timeout: float 
             time.sleep(POLL_SECONDS)
         raise ServerError(f"no 200 answer in {timeout:.0f} s:\n{server.log_tail()}")
     finally:
-        stop(server)
+        server.stop()
 
 
 def cold_starts(env: Mapping[str, str], log_dir: Path, runs: int) -> list[float]:

@@ -77,9 +77,9 @@ def run_variant(
     log = OUT / "logs" / f"compare-{variant.replace(' ', '_').replace('=', '-').replace('/', '-')}.log"
     runs = []
     cwd = checkout(variant[len(REVISION) :]) if variant.startswith(REVISION) else ROOT
-    with servers.running(servers.SERVICE, parse_env(variant), log, cwd=cwd) as server:
+    with servers.ServerProcess(parse_env(variant), log_path=log, cwd=cwd) as server:
         ready = time.perf_counter() - server.started
-        url = server.url("/prediction")
+        url = server.url + "/prediction"
         run_wrk(url, bodies, 16, 2, threads)  # warm-up
         for c in connections:
             load, cpu = measured(server.pid, functools.partial(run_wrk, url, bodies, c, seconds, threads))

@@ -5,7 +5,8 @@ then holds each concurrency of ``CONCURRENCIES`` with wrk (closed loop: ``c`` co
 sending its next request when its answer arrives) and records throughput, p50, p99 and the
 non-2xx answers. Rounds alternate the order (ascending, then descending) and each point keeps
 the round in which other processes took the least CPU, since the machine is shared. Writes
-``bench/curve.json``, which ``python -m bench.autoscale`` reads as the per-pod service curve.
+``bench/curve.json``: the per-pod curve behind the autoscaling settings (``bench/AUTOSCALE.md``,
+``knative/DEPLOY.md``).
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ class Point:
     others_cpu_share: float  # CPU of processes outside the server and wrk, in cores
 
 
-def measure_point(server: servers.Server, bodies: Path, concurrency: int, seconds: float) -> Point:
+def measure_point(server: servers.ServerProcess, bodies: Path, concurrency: int, seconds: float) -> Point:
     """Hold ``concurrency`` connections for ``seconds`` against ``POST /prediction``."""
     time.sleep(SETTLE_SECONDS)
     result, cpu = measured(
-        server.pid, lambda: run_wrk(server.url("/prediction"), bodies, concurrency, seconds, threads=1)
+        server.pid, lambda: run_wrk(server.url + "/prediction", bodies, concurrency, seconds, threads=1)
     )
     return Point(
         concurrency=concurrency,
@@ -75,8 +76,8 @@ def least_disturbed(rounds: Sequence[Sequence[Point]]) -> list[Point]:
 def measure_curve(seconds: float, rounds: int, concurrencies: Sequence[int], log_dir: Path) -> list[Point]:
     """Every concurrency, ``rounds`` times in alternating order, against one warmed-up server."""
     bodies = write_single_bodies(OUT / "bodies-single.jsonl")
-    with servers.running(servers.SERVICE, {"WORKERS": str(WORKERS)}, log_dir / "curve.log") as server:
-        run_wrk(server.url("/prediction"), bodies, WARM_UP_CONNECTIONS, max(1.0, seconds), threads=1)
+    with servers.ServerProcess({"WORKERS": str(WORKERS)}, log_path=log_dir / "curve.log") as server:
+        run_wrk(server.url + "/prediction", bodies, WARM_UP_CONNECTIONS, max(1.0, seconds), threads=1)
         done: list[list[Point]] = []
         for number in range(rounds):
             order = list(concurrencies) if number % 2 == 0 else list(reversed(concurrencies))

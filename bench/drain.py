@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import functools
 import json
 import subprocess
 import sys
@@ -108,7 +107,7 @@ def curl_upload(url: str, body: Path, rate: int, tally: Tally) -> None:
     tally.add("refused" if result.returncode == 7 else f"answered {status}" if status != "000" else "lost")
 
 
-async def cycle(url: str, stop: Callable[[], None], body: Path, text: str) -> Tally:
+async def cycle(url: str, stop: Callable[[], object], body: Path, text: str) -> Tally:
     """20 clients, the stop 1 s into the slow uploads, every client to its end."""
     tally = Tally()
     stopped = asyncio.Event()
@@ -127,10 +126,9 @@ async def cycle(url: str, stop: Callable[[], None], body: Path, text: str) -> Ta
 def run_process(root: Path, cycles: int, body: Path, text: str, log: Path) -> list[Tally]:
     tallies = []
     for i in range(cycles):
-        server = servers.start(servers.SERVICE, {"WORKERS": "2", "LOG_FORMAT": "text"}, log, cwd=root)
-        servers.wait_ready(server)
-        url = f"http://{servers.HOST}:{server.port}"
-        tallies.append(asyncio.run(cycle(url, functools.partial(servers.stop, server), body, text)))
+        server = servers.ServerProcess({"WORKERS": "2", "LOG_FORMAT": "text"}, log_path=log, cwd=root)
+        server.wait_ready()
+        tallies.append(asyncio.run(cycle(server.url, server.stop, body, text)))
         say(f"stop {i + 1}: {dict(tallies[-1].counts)}")
     return tallies
 

@@ -51,12 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     for round_ in range(args.rounds):
         # A fresh server each round: its memory of ids fed back starts empty.
         env = {"WORKERS": "2", "FEEDBACK_KEY": KEY, "ACCESS_LOG": "true"}
-        server = servers.start(servers.SERVICE, env, OUT / "feedback-server.log")
-        try:
-            servers.wait_ready(server)
-            result = run_wrk(server.url("/feedback"), BODIES, args.connections, args.seconds)
-        finally:
-            servers.stop(server)
+        with servers.ServerProcess(env, log_path=OUT / "feedback-server.log") as server:
+            result = run_wrk(server.url + "/feedback", BODIES, args.connections, args.seconds)
         say(f"round {round_ + 1}: {result.rps:.0f} req/s, statuses {result.statuses}")
         rates.append(result.rps)
         rows.append(

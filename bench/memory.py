@@ -137,8 +137,8 @@ def stalled_uploads(port: int, body: bytes, count: int) -> Counter[str]:
     return Counter(asyncio.run(all_of_them()))
 
 
-def measure(server: servers.Server, situation: str, step: Callable[[], str], quiet: float, short: bool) -> Row:
-    shorts = ShortRequests(server.url("/prediction"))
+def measure(server: servers.ServerProcess, situation: str, step: Callable[[], str], quiet: float, short: bool) -> Row:
+    shorts = ShortRequests(server.url + "/prediction")
     with PeakSampler(server.pid) as sampler:
         if short:
             with shorts:
@@ -162,8 +162,8 @@ def run(workers: int, bursts: Sequence[int], quiet: float, cgroup: MemoryCgroup 
     big = text_body(BODY_BYTES)
     log = OUT / "logs" / "memory.log"
     env = {"WORKERS": str(workers), "ACCESS_LOG": "false", "BODY_TIMEOUT_SECONDS": "5"}
-    with servers.running(servers.SERVICE, env, log, preexec_fn=cgroup.join if cgroup else None) as server:
-        single, batch = server.url("/prediction"), server.url("/predictions")
+    with servers.ServerProcess(env, log_path=log, preexec_fn=cgroup.join if cgroup else None) as server:
+        single, batch = server.url + "/prediction", server.url + "/predictions"
 
         def ordinary() -> str:
             statuses = [post(single, json.dumps({"text": text}).encode()) for text in texts[:300]]

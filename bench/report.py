@@ -58,7 +58,7 @@ def ceilings(r: Results) -> list[str]:
             [
                 f"model-only: {r.model_ceiling.processes} processes at once, no HTTP",
                 f"{r.model_ceiling.docs_per_second:.0f} docs/s",
-                "`function.inference.worker.predict` on one test text a call, one onnxruntime thread per process",
+                "`function.parallel.worker.predict` on one test text a call, one onnxruntime thread per process",
             ]
         )
     if r.floor is not None:
@@ -77,7 +77,7 @@ def ceilings(r: Results) -> list[str]:
             [
                 f"HTTP-only: constant classifier, {h.connections} conns",
                 f"{h.ok_rps:.0f} req/s",
-                f"`python -m bench.constant_server` (the service's whole HTTP stack); p50 {_ms(h.latency_ms['p50'])} "
+                f"`python -m bench.constant` (the service's whole HTTP stack); p50 {_ms(h.latency_ms['p50'])} "
                 f"ms, p99 {_ms(h.latency_ms['p99'])} ms",
             ]
         )

@@ -1,4 +1,5 @@
-"""Servers under test: started on a free loopback port, waited for, and stopped with all descendants."""
+"""Servers for the benchmarks and the tests: started on a free loopback port, waited for, and
+stopped with every process they started."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import IO
 
 from bench.paths import ROOT
-from bench.procs import descendants
+from bench.procs import descendants, is_running, start_time
 
+#: What ``python`` runs: the service, the service with a constant classifier, the floor.
 SERVICE = ("-m", "function")
-CONSTANT = ("-m", "bench.constant_server")
+CONSTANT = ("-m", "bench.constant")
 FLOOR = ("-m", "bench.floor_server")
 HOST = "127.0.0.1"
 LOG_TAIL_BYTES = 1_000_000
+#: The checkout whose code the servers run: this one, unless ``SERVICE_ROOT`` names another (to
+#: watch a test fail on other code, e.g. ``git worktree add /tmp/old HEAD~5``).
+SERVICE_ROOT = Path(os.environ.get("SERVICE_ROOT", ROOT))
 
 
 class ServerError(RuntimeError):
-    """A server did not start or exited early; the message carries its log's tail."""
+    """A server exited before it was ready, or was not ready in time; the message carries its output."""
 
 
 def free_port() -> int:
@@ -35,105 +41,138 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server_env(port: int, overrides: Mapping[str, str]) -> dict[str, str]:
-    """This environment (so EVENT_LOOP=asyncio python -m bench.run compares loops), loopback only."""
-    return dict(os.environ) | {"HOST": HOST, "PORT": str(port)} | dict(overrides)
+class ServerProcess:
+    """``python -m function`` (or ``python *args``) in a child process on a free loopback port.
 
+    Its environment is this one's with ``HOST``, ``PORT``, ``WORKERS=1`` and then ``env``; so
+    ``EVENT_LOOP=asyncio python -m bench.run`` reaches every server. It runs in its own session:
+    Ctrl-C reaches only the caller, which stops it. Its output goes to ``log_path`` (kept, its end
+    only) or to a temporary file; ``stop()`` returns it. As a context manager, it is ready inside
+    the block and stopped after it, also on errors and Ctrl-C.
+    """
 
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    log_file: IO[bytes]
-    started: float  # time.perf_counter() just before the process was created
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = SERVICE,
+        *,
+        log_path: Path | None = None,
+        cwd: Path = SERVICE_ROOT,
+        stderr: int | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
+        """``stderr=subprocess.PIPE`` gives the server a pipe nobody reads; ``preexec_fn`` runs in
+        the child before the server starts (to join a cgroup, to lower a limit)."""
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = log_path
+        self.log: IO[bytes]
+        if log_path is None:
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        else:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self.log = log_path.open("w+b")
+        # NOTE: without the variable that a test process sets on importing onnxruntime: the
+        # service must turn its telemetry off by itself.
+        inherited = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd,
+            env=inherited | {"HOST": HOST, "PORT": str(self.port), "WORKERS": "1"} | dict(env or {}),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT if stderr is None else stderr,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def url(self, path: str) -> str:
-        return f"http://{HOST}:{self.port}{path}"
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Poll /readyz until it answers 200; returns the seconds since the process started.
+
+        A server that exits first, or is not ready in time, is stopped, and ServerError carries
+        the end of what it printed.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            while self.proc.poll() is None:
+                if self._status("/readyz") == 200:
+                    return time.perf_counter() - self.started
+                if time.monotonic() > deadline:
+                    problem = f"not ready in {timeout:.0f} s"
+                    break
+                time.sleep(0.02)
+            else:
+                problem = f"exited with {self.proc.returncode}"
+        except BaseException:
+            self.stop()
+            raise
+        output = self.stop().splitlines()[-50:]
+        raise ServerError(f"server {problem}:\n" + "\n".join(output))
+
+    def _status(self, path: str) -> int | None:
+        """The HTTP status of ``GET path``, or None when nothing answers yet."""
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=1.0)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status
+        except OSError:
+            return None
+        finally:
+            conn.close()
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
+        """The last ``lines`` lines the server has printed so far."""
+        size = os.fstat(self.log.fileno()).st_size
+        start = max(0, size - 256 * 1024)
+        # NOTE: pread leaves the file offset, which the server's writes share, where it is.
+        text = os.pread(self.log.fileno(), size - start, start).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> str:
+        """SIGTERM (a graceful drain; SIGKILL after ``timeout``); returns everything the server printed.
+
+        Once the server has exited, any process of its tree still there (stopped ones included) is
+        killed: whatever the caller did to them, none outlives this. A caller that checks for
+        leftovers does so before. A second call returns "".
+        """
+        if self.log.closed:
             return ""
-
-
-def start(
-    module: tuple[str, ...],
-    env: Mapping[str, str],
-    log_path: Path,
-    cwd: Path = ROOT,
-    preexec_fn: Callable[[], None] | None = None,
-) -> Server:
-    """Start ``python -m module`` from ``cwd`` (whose code it runs) in its own session.
-
-    Its own session: Ctrl-C reaches only the benchmark, which stops it. ``preexec_fn`` runs in
-    the child first (to join a cgroup).
-    """
-    port = free_port()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = log_path.open("wb")
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, *module],
-        cwd=cwd,
-        env=server_env(port, env),
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=preexec_fn,
-    )
-    return Server(proc, port, log_path, log_file, started)
-
-
-def get_status(server: Server, path: str, timeout: float = 1.0) -> int | None:
-    """The HTTP status of ``GET path``, or None when nothing answers yet."""
-    conn = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status
-    except OSError:
-        return None
-    finally:
-        conn.close()
-
-
-def wait_ready(server: Server, timeout: float = 60.0) -> float:
-    """Poll /readyz until it answers 200; returns the seconds since the process started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise ServerError(f"server exited with {server.proc.returncode}:\n{server.log_tail()}")
-        if get_status(server, "/readyz") == 200:
-            return time.perf_counter() - server.started
-        time.sleep(0.02)
-    raise ServerError(f"server not ready in {timeout:.0f} s:\n{server.log_tail()}")
-
-
-def stop(server: Server, timeout: float = 30.0) -> None:
-    """SIGTERM (graceful drain), then SIGKILL for the server and whatever it left behind."""
-    family = [(pid, _start_time(pid)) for pid in descendants(server.pid)] if server.proc.poll() is None else []
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
+        family = [(pid, start_time(pid)) for pid in descendants(self.pid)] if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
-            server.proc.wait(timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait(5)
-    deadline = time.monotonic() + 5
-    for pid, born in family:  # forkserver and workers exit on their own when the server is gone
-        while _alive(pid, born) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _alive(pid, born):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    server.log_file.close()
-    trim_log(server.log_path)
+            self.proc.kill()
+            self.proc.wait()
+        for pid, started in family:
+            if is_running(pid, started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        if self.log_path is not None:
+            self.log.close()
+            trim_log(self.log_path)
+            return self.log_path.read_text(errors="replace")
+        self.log.seek(0)
+        output = self.log.read().decode(errors="replace")
+        self.log.close()
+        return output
+
+    def __enter__(self) -> ServerProcess:
+        self.wait_ready()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
 
 def trim_log(path: Path, keep: int = LOG_TAIL_BYTES) -> None:
@@ -148,40 +187,3 @@ def trim_log(path: Path, keep: int = LOG_TAIL_BYTES) -> None:
         path.write_bytes(f"[... {size - len(tail)} bytes of log trimmed by bench ...]\n".encode() + tail)
     except OSError:
         pass
-
-
-def _stat_fields(pid: int) -> list[str]:
-    """Fields 3... of /proc/<pid>/stat (after the command name), or [] if the process is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return []
-
-
-def _start_time(pid: int) -> str:
-    fields = _stat_fields(pid)
-    return fields[19] if len(fields) > 19 else ""
-
-
-def _alive(pid: int, born: str) -> bool:
-    """Whether ``pid`` is still the process that started at ``born`` (not a reused id) and not a zombie."""
-    fields = _stat_fields(pid)
-    return len(fields) > 19 and fields[19] == born and fields[0] != "Z"
-
-
-@contextlib.contextmanager
-def running(
-    module: tuple[str, ...],
-    env: Mapping[str, str],
-    log_path: Path,
-    timeout: float = 60.0,
-    cwd: Path = ROOT,
-    preexec_fn: Callable[[], None] | None = None,
-) -> Iterator[Server]:
-    """A ready server for the ``with`` block, stopped afterwards (also on errors and Ctrl-C)."""
-    server = start(module, env, log_path, cwd, preexec_fn)
-    try:
-        wait_ready(server, timeout)
-        yield server
-    finally:
-        stop(server)

@@ -33,11 +33,11 @@ PROBE_SECONDS = 3.0
 PROBE_CONNECTIONS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
-def pick_connections(server: servers.Server, bodies: Path, goal: float, threads: int) -> tuple[int, list[str]]:
+def pick_connections(server: servers.ServerProcess, bodies: Path, goal: float, threads: int) -> tuple[int, list[str]]:
     """The connection count whose closed-loop throughput is nearest ``goal``, and the probe's lines."""
     tried: list[tuple[int, float]] = []
     for connections in PROBE_CONNECTIONS:
-        rps = run_wrk(server.url("/prediction"), bodies, connections, PROBE_SECONDS, threads).ok_rps
+        rps = run_wrk(server.url + "/prediction", bodies, connections, PROBE_SECONDS, threads).ok_rps
         tried.append((connections, rps))
         if rps >= goal:
             break
@@ -45,7 +45,9 @@ def pick_connections(server: servers.Server, bodies: Path, goal: float, threads:
     return best, [f"{c} conns: {rps:.0f}/s" for c, rps in tried]
 
 
-def sample_memory(server: servers.Server, load: subprocess.Popen[str], seconds: float) -> list[tuple[float, float]]:
+def sample_memory(
+    server: servers.ServerProcess, load: subprocess.Popen[str], seconds: float
+) -> list[tuple[float, float]]:
     """(seconds since start, total RSS MB) every SAMPLE_SECONDS while the load runs; bounded in time."""
     samples: list[tuple[float, float]] = []
     started = time.monotonic()
@@ -123,13 +125,13 @@ def write_section(path: Path, section: str) -> None:
 
 def run_soak(seconds: float, threads: int, out: Path | None) -> int:
     bodies = write_single_bodies(OUT / "bodies-single.jsonl")
-    with servers.running(servers.SERVICE, {"WORKERS": "2"}, OUT / "logs" / "soak.log") as server:
+    with servers.ServerProcess({"WORKERS": "2"}, log_path=OUT / "logs" / "soak.log") as server:
         say("soak: finding the maximum throughput and the connections for half of it")
-        run_wrk(server.url("/prediction"), bodies, 16, 2, threads)
-        max_rps = run_wrk(server.url("/prediction"), bodies, 64, MAX_PROBE_SECONDS, threads).ok_rps
+        run_wrk(server.url + "/prediction", bodies, 16, 2, threads)
+        max_rps = run_wrk(server.url + "/prediction", bodies, 64, MAX_PROBE_SECONDS, threads).ok_rps
         connections, probe = pick_connections(server, bodies, max_rps / 2, threads)
         say(f"soak: {seconds:.0f} s at {connections} conns (max {max_rps:.0f}/s; {'; '.join(probe)})")
-        proc = start_wrk(server.url("/prediction"), bodies, connections, seconds, threads)
+        proc = start_wrk(server.url + "/prediction", bodies, connections, seconds, threads)
         try:
             samples = sample_memory(server, proc, seconds)
             load = finish_wrk(proc, connections, threads, timeout=60)

@@ -82,14 +82,14 @@ def say(message: str) -> None:
 
 
 def _load(
-    ctx: Context, r: Results, label: str, server: servers.Server, path: str, bodies: Path, connections: int
+    ctx: Context, r: Results, label: str, server: servers.ServerProcess, path: str, bodies: Path, connections: int
 ) -> WrkResult:
     """One load step; its CPU use (server tree and wrk) is recorded under ``label``."""
     return _costed_load(ctx, r, label, server, path, bodies, connections)[0]
 
 
 def _costed_load(
-    ctx: Context, r: Results, label: str, server: servers.Server, path: str, bodies: Path, connections: int
+    ctx: Context, r: Results, label: str, server: servers.ServerProcess, path: str, bodies: Path, connections: int
 ) -> tuple[WrkResult, StepCost]:
     """``_load``, also returning what the step cost."""
     attempts: list[tuple[WrkResult, StepCost]] = []
@@ -97,7 +97,7 @@ def _costed_load(
         time.sleep(SETTLE_SECONDS)  # let the previous step's abandoned requests drain from the queue
         before = scrape(server.port)
         result, cpu = measured(
-            server.pid, lambda: run_wrk(server.url(path), bodies, connections, ctx.seconds, ctx.wrk_threads)
+            server.pid, lambda: run_wrk(server.url + path, bodies, connections, ctx.seconds, ctx.wrk_threads)
         )
         attempts.append((result, StepCost(label, result.requests, cpu, batching(before, scrape(server.port)))))
         interference = cpu.others / cpu.wall
@@ -113,8 +113,8 @@ def _costed_load(
     return result, cost
 
 
-def _warm_up(ctx: Context, server: servers.Server) -> None:
-    run_wrk(server.url("/prediction"), ctx.single_bodies, WARM_UP_CONNECTIONS, ctx.warm_up, ctx.wrk_threads)
+def _warm_up(ctx: Context, server: servers.ServerProcess) -> None:
+    run_wrk(server.url + "/prediction", ctx.single_bodies, WARM_UP_CONNECTIONS, ctx.warm_up, ctx.wrk_threads)
 
 
 def model_only(ctx: Context, r: Results) -> None:
@@ -133,7 +133,7 @@ def _fresh_at_target(
 def _fresh_costed(
     ctx: Context, r: Results, module: tuple[str, ...], workers: int, log_name: str, label: str
 ) -> tuple[WrkResult, StepCost]:
-    with servers.running(module, {"WORKERS": str(workers)}, ctx.log(log_name)) as server:
+    with servers.ServerProcess({"WORKERS": str(workers)}, module, log_path=ctx.log(log_name)) as server:
         _warm_up(ctx, server)
         return _costed_load(ctx, r, label, server, "/prediction", ctx.single_bodies, TARGET_CONNECTIONS)
 
@@ -153,7 +153,7 @@ def floor(ctx: Context, r: Results) -> None:
 def service(ctx: Context, r: Results) -> None:
     say(f"service, WORKERS={SERVICE_WORKERS}: {', '.join(map(str, LOAD_CONNECTIONS))} conns, then the batch endpoint")
     env = {"WORKERS": str(SERVICE_WORKERS)}
-    with servers.running(servers.SERVICE, env, ctx.log("service")) as server:
+    with servers.ServerProcess(env, log_path=ctx.log("service")) as server:
         _warm_up(ctx, server)
         for connections in LOAD_CONNECTIONS:
             label = service_step(connections)
@@ -170,7 +170,7 @@ def service(ctx: Context, r: Results) -> None:
 def overload(ctx: Context, r: Results) -> None:
     say(f"load shedding: MAX_PENDING={OVERLOAD_MAX_PENDING}, {HEAVY_CONNECTIONS} conns")
     env = {"WORKERS": str(SERVICE_WORKERS), "MAX_PENDING": str(OVERLOAD_MAX_PENDING)}
-    with servers.running(servers.SERVICE, env, ctx.log("overload")) as server:
+    with servers.ServerProcess(env, log_path=ctx.log("overload")) as server:
         _warm_up(ctx, server)
         probe = Probe(server.port)
         probe.start()

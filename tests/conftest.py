@@ -10,10 +10,11 @@ from aiohttp.test_utils import TestClient
 from sklearn.pipeline import Pipeline
 
 import train
+from bench.servers import ServerProcess
 from function.app import create_app
 from function.inference import session as onnx_session
 from function.settings import Settings
-from tests.helpers import ROOT, ServerProcess
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -43,12 +44,8 @@ async def client(aiohttp_client, settings: Settings) -> AsyncIterator[TestClient
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
     """A real server process, ready, stopped after the test."""
-    srv = ServerProcess()
-    try:
-        srv.wait_ready()
+    with ServerProcess() as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

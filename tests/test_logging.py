@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.servers import ServerProcess
 from function.logs import JsonFormatter, StderrLines
-from tests.helpers import ROOT, ServerProcess
+from tests.helpers import ROOT
 
 
 def request(url: str, path: str, body: bytes | None = None, request_id: str | None = None) -> int:

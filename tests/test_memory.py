@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
-from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
 
-from tests.e2e.helpers import worker_pids
-from tests.helpers import ServerProcess
+from bench.procs import rss_kib, worker_pids
+from bench.servers import ServerProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; malloc_trim is glibc's")
 
 
 def rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+    kib = rss_kib(pid)
+    assert kib is not None, f"process {pid} is gone"
+    return kib / 1024
 
 
 async def burst(http: ClientSession, url: str) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from aiohttp import ClientSession
 
-from tests.helpers import ROOT, ServerProcess, free_port
+from bench.servers import ServerProcess, free_port
+from tests.helpers import ROOT
 
 DASHBOARD = ROOT / "knative/grafana-dashboard.json"
 pytestmark = pytest.mark.skipif(

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.helpers import ServerProcess
+from bench.servers import ServerProcess
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.deployment.manifests import KNATIVE, knative_service, quantity
+from tests.helpers import ROOT
 
 KNATIVE_MAX_CONTAINER_CONCURRENCY = 1000  # config-defaults container-concurrency-max-limit
 AUTOSCALING = "autoscaling.knative.dev/"
@@ -91,11 +92,43 @@ def test_the_queue_proxy_s_requests_equal_its_limits_so_the_pod_is_guaranteed() 
         assert quantity(request) == quantity(found[QUEUE_SIDECAR + f"{resource}-resource-limit"]), resource
 
 
-def test_the_queue_proxy_cpu_is_the_one_the_simulation_sized() -> None:
-    from bench.autoscale import kpa_from_manifest
+#: What a manifest leaves out of bench/AUTOSCALE.md's settings: Knative's defaults (config-autoscaler).
+KNATIVE_DEFAULTS = {AUTOSCALING + "target-burst-capacity": "200", AUTOSCALING + "scale-down-delay": "0s"}
 
-    cpu = quantity(queue_sidecar_annotations()[QUEUE_SIDECAR + "cpu-resource-request"])
-    assert kpa_from_manifest(knative_service()).sidecar_cpu == cpu
+
+def autoscaling_report() -> dict[str, tuple[str, str]]:
+    """bench/AUTOSCALE.md's table of settings: the name as the report gives it -> (today, found)."""
+    rows: dict[str, tuple[str, str]] = {}
+    inside = False
+    for line in (ROOT / "bench" / "AUTOSCALE.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[1:] == ["today (knative/service.yaml)", "found"]:
+            inside = True
+        elif inside and line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = (cells[1], cells[2])
+        elif inside and not line.startswith("|"):
+            break
+    return rows
+
+
+def seconds(duration: str) -> float:
+    """A duration as Knative writes it (``0s``, ``90s``, ``15m``, ``1h30m``) in seconds."""
+    parts = re.findall(r"([0-9.]+)([hms])", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a duration: {duration!r}"
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def test_the_manifest_runs_what_the_autoscaling_report_found() -> None:
+    """bench/AUTOSCALE.md was made from this manifest (its "today") and found these values, the
+    queue-proxy's CPU among them."""
+    report = autoscaling_report()
+    assert QUEUE_SIDECAR + "cpu-resource-request (CPUs)" in report
+    manifest = KNATIVE_DEFAULTS | revision_annotations()
+    manifest["containerConcurrency"] = str(knative_service()["spec"]["template"]["spec"]["containerConcurrency"])
+    for setting, (today, found) in report.items():
+        name, _, unit = setting.partition(" (")
+        value = seconds(manifest[name]) if unit == "s)" else quantity(manifest[name])
+        assert float(today) == float(found) == value, setting
 
 
 @pytest.mark.parametrize(

@@ -4,25 +4,16 @@ memory limit with half left for bursts, measured on a real server."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bench.procs import rss_bytes, tree
+from bench.servers import ServerProcess
 from function.settings import Settings
 from tests.deployment.manifests import CONTAINERS, env_values, knative_container, quantity
-from tests.helpers import ServerProcess, descendants
-
-
-def resident_bytes(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match[1]) * 1024 if match else 0
 
 
 @pytest.mark.parametrize("variant", CONTAINERS)
@@ -52,8 +43,8 @@ def test_the_memory_limit_leaves_half_for_bursts_after_real_requests() -> None:
         request = urllib.request.Request(server.url + "/predictions", batch, {"Content-Type": "application/json"})
         urllib.request.urlopen(request, timeout=30).read()
         time.sleep(0.2)
-        pids = [server.proc.pid, *descendants(server.proc.pid)]
-        used = sum(resident_bytes(pid) for pid in pids)
+        pids = tree(server.proc.pid)
+        used = sum(rss_bytes(pid) for pid in pids)
     finally:
         server.stop()
     limit = quantity(container["resources"]["limits"]["memory"])

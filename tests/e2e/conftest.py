@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import LIVE_ENV, http, scrape, start_server, total
-from tests.helpers import ServerProcess
 
 
 def pytest_configure(config: pytest.Config) -> None:

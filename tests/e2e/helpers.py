@@ -1,4 +1,5 @@
-"""What the end-to-end tests share: raw HTTP on a socket, the server's process tree, metrics, the contract."""
+"""What the end-to-end tests share: raw HTTP on a socket, metrics, the contract (the server and its
+process tree are ``bench.servers`` and ``bench.procs``)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers import ServerProcess
 from function.feedback import HmacSha256
-from tests.helpers import ROOT, ServerProcess, descendants, parent_pids
+from tests.helpers import ROOT
 
 START_TIMEOUT = 90.0  # two workers load the model; generous for a machine that is busy
 #: The shared server's settings: the defaults, but two workers (this machine's CPUs), a short
@@ -47,13 +49,10 @@ def without_prediction_id(answer: Any) -> Any:
 
 
 def start_server(env: dict[str, str], **options: Any) -> ServerProcess:
-    """A server process, ready (``options`` as for ``ServerProcess``); its output is printed if it is not."""
+    """A server process, ready (``options`` as for ``ServerProcess``); if it is not, it is stopped
+    and the error carries what it printed."""
     server = ServerProcess(env=env, **options)
-    try:
-        server.wait_ready(START_TIMEOUT)
-    except BaseException:
-        print(server.stop())
-        raise
+    server.wait_ready(START_TIMEOUT)
     return server
 
 
@@ -148,61 +147,7 @@ async def send(http: aiohttp.ClientSession, url: str, payload: object) -> Outcom
     return outcome
 
 
-# ---- the server's processes (/proc) -----------------------------------------------------------------
-
-
-def process_state(pid: int) -> str:
-    """R (running), S (sleeping), T (stopped), Z (zombie)... from /proc/<pid>/stat; "" when gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:
-        return ""
-
-
-def gone(pid: int) -> bool:
-    """The process has exited (a zombie waiting to be reaped counts as gone)."""
-    return process_state(pid) in ("", "Z")
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def children(pid: int) -> list[int]:
-    return sorted(child for child, parent in parent_pids().items() if parent == pid)
-
-
-def worker_pids(server_pid: int) -> list[int]:
-    """The inference workers: children of the server's forkserver (server -> forkserver -> workers)."""
-    forkservers = [c for c in children(server_pid) if "multiprocessing.forkserver" in cmdline(c)]
-    return sorted(w for f in forkservers for w in children(f))
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of one process, 0 if it is gone."""
-    try:
-        for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def tree_rss_bytes(pid: int) -> int:
-    """RSS of a process and all its descendants (the server, its forkserver and workers)."""
-    return sum(rss_bytes(p) for p in [pid, *descendants(pid)])
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+# ---- waiting ------------------------------------------------------------------------------------
 
 
 def wait_for(predicate: Any, within: float, interval: float = 0.02) -> float:

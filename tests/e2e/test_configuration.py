@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SERVICE_ROOT, free_port
+from bench.servers import SERVICE_ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 

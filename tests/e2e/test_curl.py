@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import check_shape, without_prediction_id
-from tests.helpers import ROOT, ServerProcess
+from tests.helpers import ROOT
 
 pytestmark = [
     pytest.mark.e2e,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import gone, is_ready, predict, sample, scrape, wait_for, worker_pids
-from tests.helpers import ServerProcess
+from bench.procs import gone, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import is_ready, predict, sample, scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 

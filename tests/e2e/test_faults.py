@@ -16,21 +16,9 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import (
-    Outcome,
-    descendants,
-    gone,
-    pid_alive,
-    process_state,
-    sample,
-    scrape,
-    send,
-    total,
-    tree_rss_bytes,
-    wait_for,
-    worker_pids,
-)
-from tests.helpers import ServerProcess
+from bench.procs import descendants, gone, pid_alive, process_state, tree_rss_bytes, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import Outcome, sample, scrape, send, total, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import CLIENT_SCRIPTS, clients_bin, http
-from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

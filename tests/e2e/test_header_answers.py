@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import exchange, request, without_prediction_id
-from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from bench.procs import worker_pids
+from bench.servers import ServerProcess
 from tests.e2e.helpers import (
     BODY_TIMEOUT,
     Exchange,
@@ -30,9 +32,7 @@ from tests.e2e.helpers import (
     scrape,
     start_server,
     without_prediction_id,
-    worker_pids,
 )
-from tests.helpers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import Outcome, http, process_state, sample, scrape, send, wait_for, worker_pids
-from tests.helpers import ServerProcess
+from bench.procs import process_state, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import Outcome, http, sample, scrape, send, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import CLIENT_SCRIPTS, JSON, clients_bin, http
-from tests.helpers import ServerProcess, split_texts
+from tests.helpers import split_texts
 
 pytestmark = pytest.mark.e2e
 

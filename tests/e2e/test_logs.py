@@ -13,8 +13,9 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import JSON, exchange, gone, http, is_ready, request, sample, scrape, wait_for, worker_pids
-from tests.helpers import ServerProcess
+from bench.procs import gone, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import JSON, exchange, http, is_ready, request, sample, scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 

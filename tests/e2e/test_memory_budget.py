@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import JSON, MemoryCgroup, sample, scrape, start_server, tree_rss_bytes
+from bench.procs import tree_rss_bytes
+from tests.e2e.helpers import JSON, MemoryCgroup, sample, scrape, start_server
 from tests.helpers import split_texts, text_body
 
 pytestmark = [

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import gone, http, is_ready, predict, wait_for, worker_pids
-from tests.helpers import ROOT, ServerProcess
+from bench.procs import gone, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import http, is_ready, predict, wait_for
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, ServerProcess
+from bench.servers import ServerProcess
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 

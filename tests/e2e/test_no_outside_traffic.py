@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.servers import ServerProcess
 from tests.e2e.helpers import http
-from tests.helpers import ServerProcess
 
 pytestmark = [
     pytest.mark.e2e,

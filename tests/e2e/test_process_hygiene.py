@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.helpers import cmdline, gone, http, is_ready, wait_for, worker_pids
-from tests.helpers import ServerProcess, descendants
+from bench.procs import cmdline, descendants, gone, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import http, is_ready, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ServerProcess
+from bench.servers import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,10 @@ import aiohttp
 import pytest
 import requests
 
-from tests.e2e.helpers import JSON, Outcome, exchange, gone, request, send, wait_for, worker_pids
-from tests.helpers import ServerProcess, descendants, prose
+from bench.procs import descendants, gone, worker_pids
+from bench.servers import ServerProcess
+from tests.e2e.helpers import JSON, Outcome, exchange, request, send, wait_for
+from tests.helpers import prose
 
 pytestmark = pytest.mark.e2e
 

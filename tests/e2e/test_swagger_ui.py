@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
+from bench.servers import ServerProcess, free_port
 from tests.e2e.helpers import http
-from tests.helpers import ROOT, ServerProcess, free_port
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.e2e
 
