@@ -187,7 +187,7 @@ lock: $(LOCK_TOOL)
 	    --output-file requirements/$$name.lock requirements/$$name.txt || exit 1; \
 	done
 
-## container-test: build the image and run it as knative/service.yaml does, with real Docker (as root; 2-6 min)
+## container-test: build the image, then pytest -m container tests/container: the image run as knative/service.yaml does, with real Docker (as root; 2-6 min)
 container-test: $(DEV)
 	bash .ci/container/run.sh
 

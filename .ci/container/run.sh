@@ -7,13 +7,15 @@
 #      there is no registry here);
 #   3. the Dockerfile built as it is (the classic builder: BuildKit would fetch the
 #      `# syntax=docker/dockerfile:1` frontend from a registry);
-#   4. checks.py: the image run the way knative/service.yaml runs it, one PASS/FAIL line per check.
+#   4. `pytest -m container tests/container`: the image run the way knative/service.yaml runs it,
+#      one test per check, each check's figures under its result.
 #
 # Knobs: CONTAINER_TEST_REV=<commit> builds and checks that commit (`git archive` into a
 # temporary folder) instead of the working tree; CONTAINER_TEST_ONLY=<check,...> runs only those
-# checks (development); CONTAINER_TEST_IMAGE (default newsgroups-classifier:container-test) names
-# the image; PYTHON (default .venv/bin/python) runs checks.py. Exits non-zero if anything failed;
-# a machine where dockerd cannot run fails here too.
+# checks (development: sbom,worker-kill runs test_sbom and test_worker_kill); CONTAINER_TEST_IMAGE
+# (default newsgroups-classifier:container-test) names the image; PYTHON (default
+# .venv/bin/python) runs pytest. Exits non-zero if anything failed; a machine where dockerd
+# cannot run fails here too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=.ci/container
@@ -34,7 +36,7 @@ finish() {
     exit "$code"
 }
 checks_pid=""
-# While the checks run, a signal goes to them (they remove their containers, then exit); before,
+# While the checks run, a signal goes to pytest (it removes the containers, then exits); before,
 # it ends this script (and its EXIT trap stops the engine it started).
 # shellcheck disable=SC2329 # called by the INT and TERM traps
 on_signal() {
@@ -81,9 +83,14 @@ if [[ -n $previous && $previous != "$current" ]]; then
 fi
 echo "....  built $image from the Dockerfile as it is in $((SECONDS - build_started)) s"
 
+only=()
+if [[ -n ${CONTAINER_TEST_ONLY:-} ]]; then
+    names=${CONTAINER_TEST_ONLY//-/_}
+    only=(-k "${names//,/ or }")
+fi
 # .ci/run sets PYTHONASYNCIODEBUG for the test suites; the checks' own clients run without it.
-env -u PYTHONASYNCIODEBUG "$python" "$here/checks.py" --image "$image" --context "$context" --base "$base" \
-    ${CONTAINER_TEST_ONLY:+--only "$CONTAINER_TEST_ONLY"} &
+env -u PYTHONASYNCIODEBUG CONTAINER_TEST_IMAGE="$image" CONTAINER_TEST_CONTEXT="$context" CONTAINER_TEST_BASE="$base" \
+    "$python" -m pytest -m container tests/container -v --durations=0 "${only[@]}" &
 checks_pid=$!
 status=0
 while true; do

@@ -129,4 +129,4 @@ def test_the_sbom_of_the_venv_ships_without_its_tool() -> None:
     assert copied == expected | {(output, SBOM_IN_IMAGE)}
     assert not [i for i in dockerfile() if i.stage == final_stage() and "cyclonedx" in i.arguments]
     assert SBOM_IN_IMAGE in " ".join((KNATIVE / "DEPLOY.md").read_text().split()), "DEPLOY.md says where it is"
-    assert f'SBOM_PATH = "{SBOM_IN_IMAGE}"' in (ROOT / ".ci" / "container" / "checks.py").read_text()
+    assert f'SBOM_PATH = "{SBOM_IN_IMAGE}"' in (ROOT / "tests" / "container" / "test_image.py").read_text()

@@ -1,9 +1,8 @@
-"""What the end-to-end tests share: raw HTTP on a socket, metrics, the contract (the server and its
+"""What the end-to-end tests share: metrics, the contract (the server and its
 process tree are ``bench.servers`` and ``bench.procs``)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -12,11 +11,9 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import jsonschema
@@ -158,170 +155,6 @@ def wait_for(predicate: Any, within: float, interval: float = 0.02) -> float:
             raise TimeoutError(f"not true within {within} s")
         time.sleep(interval)
     return time.monotonic() - started
-
-
-# ---- raw HTTP/1.x over a real socket ----------------------------------------------------------------
-
-
-@dataclass
-class RawResponse:
-    version: str
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return values[-1] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Exchange:
-    """What came back on one connection: the responses, and how the connection ended."""
-
-    responses: list[RawResponse] = field(default_factory=list)
-    closed: bool = False  # the server closed the connection (EOF or reset)
-    timed_out: bool = False  # we stopped waiting
-    seconds: float = 0.0
-    rest: bytes = b""  # bytes that did not parse as a complete response
-
-    @property
-    def statuses(self) -> list[int]:
-        return [r.status for r in self.responses if r.status >= 200]
-
-
-def parse_responses(data: bytes, head_requests: int = 0) -> tuple[list[RawResponse], bytes]:
-    """Every complete HTTP/1.x response in ``data``; the bytes left over."""
-    responses: list[RawResponse] = []
-    while True:
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return responses, data
-        lines = data[:end].decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        code, _, reason = rest.partition(" ")
-        headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:])]
-        status = int(code)
-        body_start = end + 4
-        names = {k.lower(): v for k, v in headers}
-        if status < 200 or status in (204, 304) or (head_requests > len(responses)):
-            length = 0
-        elif "content-length" in names:
-            length = int(names["content-length"])
-        elif names.get("transfer-encoding", "").lower() == "chunked":
-            body, consumed = _dechunk(data[body_start:])
-            if consumed < 0:
-                return responses, data
-            responses.append(RawResponse(version, status, reason, headers, body))
-            data = data[body_start + consumed :]
-            continue
-        else:  # until the connection closes
-            length = len(data) - body_start
-        if len(data) < body_start + length:
-            return responses, data
-        responses.append(RawResponse(version, status, reason, headers, data[body_start : body_start + length]))
-        data = data[body_start + length :]
-
-
-def _dechunk(data: bytes) -> tuple[bytes, int]:
-    body, position = b"", 0
-    while True:
-        end = data.find(b"\r\n", position)
-        if end < 0:
-            return b"", -1
-        size = int(data[position:end].split(b";")[0], 16)
-        start = end + 2
-        if size == 0:
-            trailer_end = data.find(b"\r\n", start)
-            return (body, trailer_end + 2) if trailer_end >= 0 else (b"", -1)
-        if len(data) < start + size + 2:
-            return b"", -1
-        body += data[start : start + size]
-        position = start + size + 2
-
-
-async def exchange(
-    url: str,
-    pieces: bytes | Sequence[bytes],
-    *,
-    expect: int = 1,
-    pause: float = 0.0,
-    give_up_after: float = 10.0,
-    head_requests: int = 0,
-) -> Exchange:
-    """Send ``pieces`` on a fresh connection (``pause`` seconds apart) and read until ``expect``
-    final responses arrived, the server closed the connection, or ``give_up_after`` seconds passed."""
-    parts = urlsplit(url)
-    result = Exchange()
-    started = time.monotonic()
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    data = b""
-
-    async def send() -> None:
-        for i, piece in enumerate([pieces] if isinstance(pieces, bytes) else pieces):
-            if i and pause:
-                await asyncio.sleep(pause)
-            writer.write(piece)
-            await writer.drain()
-
-    async def receive() -> None:
-        nonlocal data
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                result.closed = True
-                return
-            data += chunk
-            responses, _ = parse_responses(data, head_requests)
-            if len([r for r in responses if r.status >= 200]) >= expect:
-                return
-
-    try:
-        async with asyncio.timeout(give_up_after):
-            sender = asyncio.create_task(send())
-            try:
-                await receive()
-            finally:
-                sender.cancel()
-                await asyncio.gather(sender, return_exceptions=True)
-    except TimeoutError:
-        result.timed_out = True
-    except (ConnectionResetError, BrokenPipeError):
-        result.closed = True
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-            await writer.wait_closed()
-    result.seconds = time.monotonic() - started
-    result.responses, result.rest = parse_responses(data, head_requests)
-    return result
-
-
-def request(
-    method: str,
-    target: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    *,
-    version: str = "HTTP/1.1",
-    content_type: str | None = "application/json",
-    close: bool = True,
-) -> bytes:
-    """A well-formed request's bytes (Host, Content-Length, Content-Type, Connection: close)."""
-    fields: dict[str, str] = {"Host": "127.0.0.1"}
-    if content_type is not None and (body or method == "POST"):
-        fields["Content-Type"] = content_type
-    if body or method == "POST":
-        fields["Content-Length"] = str(len(body))
-    if close and version == "HTTP/1.1":
-        fields["Connection"] = "close"
-    fields |= headers or {}
-    head = f"{method} {target} {version}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
-    return head.encode("latin-1") + body
 
 
 # ---- the contract: openapi.json's response schemas --------------------------------------------------

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
+from bench.http1 import request
 from bench.servers import ServerProcess
-from tests.e2e.helpers import request, scrape, send, total
+from tests.e2e.helpers import scrape, send, total
 from tests.helpers import prose
 
 pytestmark = pytest.mark.e2e

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.http1 import exchange, request
 from bench.servers import ServerProcess
-from tests.e2e.helpers import exchange, request, without_prediction_id
+from tests.e2e.helpers import without_prediction_id
 
 pytestmark = pytest.mark.e2e
 

@@ -19,15 +19,13 @@ from typing import Any
 
 import pytest
 
+from bench.http1 import Exchange, exchange, request
 from bench.procs import worker_pids
 from bench.servers import ServerProcess
 from tests.e2e.helpers import (
     BODY_TIMEOUT,
-    Exchange,
-    exchange,
     http,
     predict,
-    request,
     sample,
     scrape,
     start_server,

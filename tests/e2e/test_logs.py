@@ -13,9 +13,10 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
+from bench.http1 import exchange, request
 from bench.procs import gone, worker_pids
 from bench.servers import ServerProcess
-from tests.e2e.helpers import JSON, exchange, http, is_ready, request, sample, scrape, wait_for
+from tests.e2e.helpers import JSON, http, is_ready, sample, scrape, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -19,9 +19,10 @@ import aiohttp
 import pytest
 import requests
 
+from bench.http1 import exchange, request
 from bench.procs import descendants, gone, worker_pids
 from bench.servers import ServerProcess
-from tests.e2e.helpers import JSON, Outcome, exchange, request, send, wait_for
+from tests.e2e.helpers import JSON, Outcome, send, wait_for
 from tests.helpers import prose
 
 pytestmark = pytest.mark.e2e

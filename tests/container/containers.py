@@ -13,7 +13,9 @@ import os
 import re
 import shlex
 import subprocess
+import tarfile
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from bench.procs import children, cmdline
 
 LABEL = "org.textclf.container-test"
 
@@ -277,31 +281,6 @@ class Container:
         raise DockerError(f"no memory cgroup found for {self.name}")
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            found += [int(value) for value in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    except OSError:
-        return []
-    return sorted(set(found))
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return fields
-
-
 class Docker:
     """The containers and the network of one run, all removed by cleanup()."""
 
@@ -356,3 +335,47 @@ def wait_exit(container: Container, timeout: float) -> dict[str, Any]:
         if not state["Running"] or time.monotonic() > deadline:
             return state
         time.sleep(0.05)
+
+
+def oom_kills(cgroup: Path) -> int:
+    """Processes the kernel's OOM killer has killed in the cgroup so far (v1 or v2)."""
+    for name in ("memory.oom_control", "memory.events"):
+        path = cgroup / name
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    raise DockerError(f"no oom_kill counter under {cgroup}")
+
+
+def peak_memory(cgroup: Path) -> int:
+    """The most memory the cgroup has used, in bytes (0 where the kernel does not say)."""
+    for name in ("memory.max_usage_in_bytes", "memory.peak"):
+        path = cgroup / name
+        if path.exists():
+            return int(path.read_text().split()[0])
+    return 0
+
+
+def compressed_layers(image: str) -> list[int]:
+    """Each layer's size gzipped at level 6 (as `docker push` stores it), base first, from `docker save`."""
+    sizes: dict[str, int] = {}
+    manifest: list[dict[str, Any]] = []
+    with subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        with tarfile.open(fileobj=process.stdout, mode="r|") as archive:
+            for member in archive:
+                content = archive.extractfile(member) if member.isfile() else None
+                if content is None:
+                    continue
+                if member.name == "manifest.json":
+                    manifest = json.loads(content.read())
+                elif member.name.endswith("layer.tar"):
+                    compressor, size = zlib.compressobj(6, zlib.DEFLATED, 31), 0
+                    while chunk := content.read(1 << 20):
+                        size += len(compressor.compress(chunk))
+                    sizes[member.name] = size + len(compressor.flush())
+    if process.returncode != 0 or not manifest:
+        raise DockerError(f"docker save {image} failed")
+    return [sizes[name] for name in manifest[0]["Layers"]]
