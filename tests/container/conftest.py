@@ -2,7 +2,7 @@
 main service container; and each check's figures printed under its result.
 
     make container-test                      # builds the image, then: pytest -m container tests/container
-    pytest -m container tests/container -k sbom   # again, on the image built last
+    pytest -m container tests/container -k sbom   # one check again, on the image built last
 
 CONTAINER_TEST_IMAGE (default newsgroups-classifier:container-test) names the image,
 CONTAINER_TEST_BASE the base image for the helper containers (default: the Dockerfile's FROM), and
@@ -42,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every async test here on the session's event loop, where the main container's liveness is sampled."""
     for item in items:
         if item.path.is_relative_to(HERE) and pytest_asyncio.is_async_test(item):
             item.add_marker(pytest.mark.asyncio(loop_scope="session"), append=False)
