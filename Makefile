@@ -9,8 +9,8 @@ DEV := $(VENV)/.dev-installed
 
 .PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench bench-smoke soak e2e clean bench-explain lock bench-drain bench-feedback bench-canary
 
-# NOTE: setuptools goes: nothing here needs it, and its distutils shim (which apispec's
-# `import distutils` would load) adds about 0.3 s to the service's start; see bench/RESULTS.md.
+# NOTE: setuptools goes, as the image (Dockerfile) has none: nothing here needs it, and the tests
+# then run the service with what the image holds.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -65,7 +65,7 @@ $(DISTILL): requirements/distill.txt requirements/train.txt requirements/runtime
 distill: $(DISTILL)
 	HF_HUB_OFFLINE=1 $(VENV)/distill/bin/python train.py --distill
 
-## openapi: regenerate openapi.json (Swagger 2.0) and openapi3.json (OpenAPI 3.0) from the handlers' schemas
+## openapi: regenerate openapi.json (Swagger 2.0) and openapi3.json (OpenAPI 3.0) from the app's routes and handlers
 openapi: $(DEV)
 	$(BIN)/python -m function.api.openapi 2 > openapi.json
 	$(BIN)/python -m function.api.openapi 3 > openapi3.json

@@ -12,11 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from function.api.access_log import ACCESS_LOGGER, AccessLogger
-from function.api.body import BodyBudget, defer_continue
+from function.api.body import defer_continue
 from function.api.docs import add_docs
-from function.api.middleware import UNMATCHED, RequestIds, served_by, service_middleware
-from function.api.openapi import committed_documents
+from function.api.documents import committed_documents
+from function.api.headers import RequestIds, served_by
+from function.api.middleware import UNMATCHED, service_middleware
+from function.api.paths import OPENAPI_PATH
 from function.api.routes import ROUTES
+from function.api.state import ACCESS_LOG, BODIES, OPENAPI, REQUEST_IDS, SERVED_BY, BodyBudget
 from function.batching.adaptive import AdaptiveBatcher
 from function.errors import StartupError
 from function.feedback import PredictionIds
@@ -28,20 +31,7 @@ from function.model_info import load_model_info, read_verified_model
 from function.parallel.dispatcher import Dispatcher
 from function.parallel.pool import WorkerPool
 from function.settings import Settings
-from function.state import (
-    ACCESS_LOG,
-    BODIES,
-    CLASSIFIER,
-    LIFECYCLE,
-    METRICS,
-    MODEL_INFO,
-    OPENAPI,
-    PREDICTION_IDS,
-    REQUEST_IDS,
-    SERVED_BY,
-    SETTINGS,
-    Lifecycle,
-)
+from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS, Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +72,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
             app.router.add_get(path, handler)  # HEAD too, as RFC 9110 asks
         else:
             app.router.add_route(method, path, handler, expect_handler=defer_continue)
-    add_docs(app, "/openapi3.json")
+    add_docs(app, OPENAPI_PATH)
     app.cleanup_ctx.append(_classifier_context)
     app.cleanup_ctx.append(_garbage_collector_context)
     app.cleanup_ctx.append(_heap_trim_context)

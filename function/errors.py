@@ -55,19 +55,24 @@ class NotFound(ServiceError):
     error = "not_found"
 
 
-class PayloadTooLarge(ServiceError):
+class Rejected(ServiceError):
+    """Refused before validation, whatever the body holds; its ``error`` is the ``reason`` of
+    ``textclf_rejected_requests_total``."""
+
+
+class PayloadTooLarge(Rejected):
     status = 413
     error = "payload_too_large"
 
 
-class RequestTimeout(ServiceError):
+class RequestTimeout(Rejected):
     """The body did not arrive in time (a slow or stalled client)."""
 
     status = 408
     error = "request_timeout"
 
 
-class ClientDisconnected(ServiceError):
+class ClientDisconnected(Rejected):
     """The client closed the connection before its answer; nobody reads it.
 
     499 is nginx's "client closed request": not the service's fault, so not a 5xx in metrics.
@@ -77,12 +82,12 @@ class ClientDisconnected(ServiceError):
     error = "client_closed_request"
 
 
-class UnsupportedMediaType(ServiceError):
+class UnsupportedMediaType(Rejected):
     status = 415
     error = "unsupported_media_type"
 
 
-class Overloaded(ServiceError):
+class Overloaded(Rejected):
     """Too much work queued, or too many request bytes in memory: shed load now."""
 
     status = 503
@@ -101,7 +106,7 @@ class StartupError(RuntimeError):
     """The service cannot start as configured: a setting, a file or the port is wrong."""
 
 
-class ExpectationFailed(ServiceError):
+class ExpectationFailed(Rejected):
     """An ``Expect`` header other than ``100-continue``."""
 
     status = 417
@@ -150,3 +155,5 @@ class DuplicateFeedback(FeedbackError):
 
 #: Every way feedback is refused, each a subclass of ``FeedbackError``.
 FEEDBACK_REJECTIONS = tuple(kind.error for kind in FeedbackError.__subclasses__())
+#: Every way a request is refused before validation, each a subclass of ``Rejected``.
+REJECTION_REASONS = tuple(kind.error for kind in Rejected.__subclasses__())

@@ -25,7 +25,7 @@ from prometheus_client.gc_collector import GCCollector
 
 from function.collectors import DroppedLogLines, GcPauses, LoopHistogram
 from function.drift import DRIFT_WINDOW, LabelWindow
-from function.errors import FEEDBACK_REJECTIONS, VALIDATION_REASONS
+from function.errors import FEEDBACK_REJECTIONS, REJECTION_REASONS, VALIDATION_REASONS
 from function.heap import ActivityClock
 from function.inference.classifier import Prediction
 
@@ -36,14 +36,6 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 TOKEN_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 50000)
 UNKNOWN_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-REJECTION_REASONS = (
-    "payload_too_large",
-    "expectation_failed",
-    "unsupported_media_type",
-    "request_timeout",
-    "client_closed_request",
-    "overloaded",
-)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -1,9 +1,12 @@
-"""Typed application state: every key the handlers and hooks share."""
+"""Typed application state: the service's keys that the handlers and hooks share.
+
+The HTTP layer's own keys (body budget, access log, request ids, documents) are in ``function.api.state``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
@@ -11,11 +14,6 @@ from function.feedback import PredictionIds
 from function.inference.classifier import Classifier
 from function.metrics import Metrics
 from function.settings import Settings
-
-if TYPE_CHECKING:
-    from function.api.access_log import AccessLogger
-    from function.api.body import BodyBudget
-    from function.api.middleware import RequestIds
 
 
 class Lifecycle:
@@ -44,14 +42,5 @@ CLASSIFIER: web.AppKey[Classifier] = web.AppKey("classifier")
 METRICS = web.AppKey("metrics", Metrics)
 MODEL_INFO = web.AppKey("model_info", dict[str, Any])
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-OPENAPI = web.AppKey("openapi", dict[str, bytes])  # URL path -> committed document
-BODIES: web.AppKey[BodyBudget] = web.AppKey("bodies")
-ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")
-REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
 #: Issues and checks prediction ids; None without FEEDBACK_KEY (no ids, no feedback).
 PREDICTION_IDS: web.AppKey[PredictionIds | None] = web.AppKey("prediction_ids")
-#: Which model and revision answer: headers added to every answer, and fields of every access line.
-SERVED_BY = web.AppKey("served_by", dict[str, str])
-#: ``time.perf_counter()`` when the middleware took the request (the access log's duration:
-#: aiohttp's own comes from ``loop.time()``, whole milliseconds under uvloop).
-STARTED = web.RequestKey("started", float)

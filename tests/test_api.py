@@ -10,8 +10,9 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from function.api.state import BODIES
 from function.settings import Settings
-from function.state import BODIES, MODEL_INFO, SETTINGS
+from function.state import MODEL_INFO, SETTINGS
 from tests.helpers import ROOT
 
 JSON = {"Content-Type": "application/json"}

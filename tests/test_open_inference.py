@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from function.api.open_inference import HEADER_LENGTH
+from function.api.binary_tensors import HEADER_LENGTH
 from function.settings import Settings
 from tests.helpers import ROOT, split_texts
 

@@ -10,12 +10,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from function.api.middleware import SERVED_HEADERS, TRACEPARENT, trace_id_of
-from function.api.routes import HEALTH_PATHS
+from function.api.headers import SERVED_HEADERS, TRACEPARENT, trace_id_of
+from function.api.paths import HEALTH_PATHS
 from function.logs import stderr_lines
-from function.state import STARTED
 
 ACCESS_LOGGER = "function.access"
+#: ``time.perf_counter()`` when the middleware took the request: the access line's duration
+#: (aiohttp's own comes from ``loop.time()``, whole milliseconds under uvloop).
+STARTED = web.RequestKey("started", float)
 
 
 class AccessLogger(AbstractAccessLogger):

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from function.api.open_inference import HEADER_LENGTH, split_body
+from function.api.state import BODIES, BodyBudget
 from function.errors import (
     ClientDisconnected,
     ExpectationFailed,
@@ -27,25 +27,7 @@ from function.errors import (
 )
 from function.jsonio import JSON_CONTENT_TYPE, JSONDecodeError, loads
 from function.settings import Settings
-from function.state import BODIES, LIFECYCLE, SETTINGS, Lifecycle
-
-
-class BodyBudget:
-    """Request-body bytes held in memory at once: being read, or waiting for their answer."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def hold(self, size: int) -> bool:
-        """Take ``size`` bytes of the budget; False (and nothing taken) if they are not there."""
-        if self.held + size > self.limit:
-            return False
-        self.held += size
-        return True
-
-    def release(self, size: int) -> None:
-        self.held -= size
+from function.state import LIFECYCLE, SETTINGS, Lifecycle
 
 
 async def defer_continue(request: web.Request) -> None:
@@ -105,21 +87,8 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
             self._budget = None
 
     def _decode(self, body: bytes) -> Any:
+        """The body as the handler gets it (``function.api.v2.tensor_body`` splits off binary tensors first)."""
         return _json(body)
-
-
-class tensor_body(json_body):  # noqa: N801
-    """An inference request's body (Open Inference Protocol): ``(JSON header, binary tensors after it)``.
-
-    JSON alone, or, with ``Inference-Header-Content-Length``, JSON followed by binary tensor data.
-    """
-
-    __slots__ = ()
-    MEDIA_TYPES = (JSON_CONTENT_TYPE, "application/octet-stream")
-
-    def _decode(self, body: bytes) -> tuple[Any, memoryview]:
-        head, tail = split_body(body, self._request.headers.get(HEADER_LENGTH))
-        return _json(head), tail
 
 
 def _too_large(limit: int) -> str:

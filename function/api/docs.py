@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from function.api.routes import DOCS_PATH, DOCS_STATIC
+from function.api.paths import DOCS_PATH, DOCS_STATIC
 from function.errors import StartupError
 
 ASSETS_DIR = Path(__file__).resolve().parent / "swagger_ui"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp_apispec import docs, request_schema, response_schema
 
 from function.api.body import json_body
-from function.api.documented import docs, request_schema, response_schema
-from function.api.handlers import BODY_ERRORS, documented_errors
+from function.api.documentation import BODY_ERRORS, documented_errors
 from function.api.responses import json_response
+from function.api.schemas import ErrorSchema, FeedbackRequestSchema, FeedbackResponseSchema
 from function.api.validation import feedback_fields
 from function.errors import FeedbackDisabled
 from function.feedback import HOW_TO_ENABLE
@@ -36,9 +37,9 @@ _ERRORS = {
     operationId="feedback",
     consumes=["application/json"],
 )
-@request_schema("FeedbackRequestSchema", required=True)
-@response_schema("FeedbackResponseSchema", 200, description="Counted")
-@documented_errors("ErrorSchema", _ERRORS)
+@request_schema(FeedbackRequestSchema, required=True)
+@response_schema(FeedbackResponseSchema, 200, description="Counted")
+@documented_errors(ErrorSchema, _ERRORS)
 async def feedback(request: web.Request) -> web.Response:
     ids = request.app[PREDICTION_IDS]
     if ids is None:

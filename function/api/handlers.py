@@ -1,21 +1,30 @@
-"""HTTP handlers: parse, call the classifier, encode. Errors are raised, never caught here."""
+"""The service's own HTTP handlers: parse, call the classifier, encode. Errors are raised, never caught here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp_apispec import docs, request_schema, response_schema
 
 from function.api.body import json_body
-from function.api.documented import docs, request_schema, response_schema
+from function.api.documentation import BODY_ERRORS, documented_errors
 from function.api.explanations import explanation_json
+from function.api.paths import DOCS_PATH, OPENAPI_PATH, SERVICE_NAME, SWAGGER_PATH, V2_PREFIX
 from function.api.responses import json_response
+from function.api.schemas import (
+    ApiRequestSchema,
+    ApiResponseSchema,
+    BatchRequestSchema,
+    BatchResponseSchema,
+    ErrorSchema,
+    IndexSchema,
+    ModelSchema,
+)
 from function.api.validation import flag, prediction_text, prediction_texts
-from function.errors import ModelUnavailable
 from function.inference.classifier import Prediction
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, OPENAPI, PREDICTION_IDS, SETTINGS
+from function.state import CLASSIFIER, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS
 
 _SCORES = {
     "in": "query",
@@ -35,14 +44,6 @@ _EXPLAIN = {
     "description": "Also return why each text got its label: the terms that contributed most to the label's "
     "decision value, with the intercept and the rest (an empty value means false)",
 }
-#: The service's name (the index and the Open Inference Protocol's server metadata).
-SERVICE_NAME = "newsgroups-classifier"
-#: Answers of every route that reads a body (``function.api.body``), by status.
-BODY_ERRORS = {
-    408: "The body did not arrive within BODY_TIMEOUT_SECONDS",
-    413: "The body is (or is declared) larger than MAX_BODY_BYTES",
-    417: "An Expect header other than 100-continue",
-}
 _ERRORS = {
     405: "Validation exception: the body is not JSON, not an object, or a text is missing, "
     "not a string, empty or only whitespace",
@@ -54,20 +55,7 @@ _ERRORS = {
     "header's seconds), not ready, or stopping",
     500: "Unexpected error (logged with the request id; no details are returned)",
 }
-
-
-def documented_errors(schema: str, descriptions: Mapping[int, str]) -> Callable[[Handler], Handler]:
-    """A decorator documenting each status of ``descriptions`` as an answer in ``schema`` (a class name)."""
-
-    def decorate(func: Handler) -> Handler:
-        for code, text in descriptions.items():
-            func = response_schema(schema, code, description=text)(func)
-        return func
-
-    return decorate
-
-
-_errors = documented_errors("ErrorSchema", _ERRORS)
+_errors = documented_errors(ErrorSchema, _ERRORS)
 
 
 def _options(request: web.Request) -> tuple[bool, bool]:
@@ -88,8 +76,8 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
     consumes=["application/json"],
     parameters=[_SCORES, _EXPLAIN],
 )
-@request_schema("ApiRequestSchema", required=True)
-@response_schema("ApiResponseSchema", 200, description="Successful prediction")
+@request_schema(ApiRequestSchema, required=True)
+@response_schema(ApiResponseSchema, 200, description="Successful prediction")
 @_errors
 async def prediction(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
@@ -115,8 +103,8 @@ async def prediction(request: web.Request) -> web.Response:
     consumes=["application/json"],
     parameters=[_SCORES, _EXPLAIN],
 )
-@request_schema("BatchRequestSchema", required=True)
-@response_schema("BatchResponseSchema", 200, description="One label per text, in order")
+@request_schema(BatchRequestSchema, required=True)
+@response_schema(BatchResponseSchema, 200, description="One label per text, in order")
 @_errors
 async def predictions(request: web.Request) -> web.Response:
     classifier = request.app[CLASSIFIER]
@@ -137,7 +125,7 @@ async def predictions(request: web.Request) -> web.Response:
 
 
 @docs(tags=["operations"], summary="Where to start: links to the docs, the model and the metrics", operationId="index")
-@response_schema("IndexSchema", 200, description="The service, its model, and links")
+@response_schema(IndexSchema, 200, description="The service, its model, and links")
 async def index(request: web.Request) -> web.Response:
     info = request.app[MODEL_INFO]
     return json_response(
@@ -150,56 +138,22 @@ async def index(request: web.Request) -> web.Response:
 
 
 INDEX_LINKS = {
-    "docs": "/docs",
-    "openapi": "/openapi3.json",
-    "swagger": "/openapi.json",
+    "docs": DOCS_PATH,
+    "openapi": OPENAPI_PATH,
+    "swagger": SWAGGER_PATH,
     "model": "/model",
     "metrics": "/metrics",
     "prediction": "/prediction",
     "predictions": "/predictions",
     "feedback": "/feedback",
-    "open_inference": "/v2",
+    "open_inference": V2_PREFIX,
 }
 
 
 @docs(tags=["model"], summary="Metadata of the served model (model/model.json)", operationId="model")
-@response_schema("ModelSchema", 200, description="Name, version, labels, SHA-256, metrics")
+@response_schema(ModelSchema, 200, description="Name, version, labels, SHA-256, metrics")
 async def model(request: web.Request) -> web.Response:
     return json_response(request.app[MODEL_INFO])
-
-
-@docs(
-    tags=["operations"],
-    summary="Liveness: the event loop answers and the inference workers can be started",
-    operationId="healthz",
-)
-@response_schema("StatusSchema", 200, description="Alive")
-@response_schema("ErrorSchema", 503, description="Inference workers keep failing to start: restart the process")
-async def healthz(request: web.Request) -> web.Response:
-    check_alive(request.app)
-    return json_response({"status": "ok"})
-
-
-@docs(tags=["operations"], summary="Readiness: model loaded, every worker alive and warm", operationId="readyz")
-@response_schema("StatusSchema", 200, description="Ready for traffic")
-@response_schema("ErrorSchema", 503, description="Starting, restarting a worker, or shutting down")
-async def readyz(request: web.Request) -> web.Response:
-    check_ready(request.app)
-    return json_response({"status": "ready"})
-
-
-def check_alive(app: web.Application) -> None:
-    """Liveness: raises 503 when the inference workers keep failing to start."""
-    if not app[CLASSIFIER].alive:
-        raise ModelUnavailable("the inference workers keep failing to start")
-
-
-def check_ready(app: web.Application) -> None:
-    """Readiness: raises 503 while starting, replacing a worker, or shutting down."""
-    if app[LIFECYCLE].draining:
-        raise ModelUnavailable("shutting down")
-    if not app[CLASSIFIER].ready:
-        raise ModelUnavailable("the model or an inference worker is not ready")
 
 
 @docs(
@@ -211,7 +165,3 @@ def check_ready(app: web.Application) -> None:
 )
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI][request.path], content_type="application/json")

@@ -3,83 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
 import re
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from function.api.access_log import STARTED
+from function.api.headers import TRACEPARENT, trace_id_of
+from function.api.paths import V2_PREFIX
 from function.api.responses import error_response, json_response
-from function.api.routes import V2_PREFIX
-from function.errors import FeedbackError, InvalidInput, ServiceError
-from function.metrics import REJECTION_REASONS
-from function.state import ACCESS_LOG, LIFECYCLE, METRICS, REQUEST_IDS, SERVED_BY, SETTINGS, STARTED
+from function.api.state import ACCESS_LOG, REQUEST_IDS, SERVED_BY
+from function.errors import ClientDisconnected, FeedbackError, InvalidInput, Rejected, ServiceError
+from function.state import LIFECYCLE, METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# W3C Trace Context: version 00 is exactly this; a later version may append "-" and more fields.
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 UNMATCHED = "unmatched"
-TRACEPARENT = "traceparent"
-#: Which model and revision answered: a header of every answer -> a field of every access line.
-SERVED_HEADERS = {"X-Model-Name": "model", "X-Model-Version": "model_version", "X-Revision": "revision"}
-
-
-def served_by(name: str, version: str, revision: str) -> dict[str, str]:
-    """The headers naming the model and the Knative revision (left out outside Knative)."""
-    values = dict(zip(SERVED_HEADERS, (name, version, revision), strict=True))
-    return {header: value for header, value in values.items() if value}
-
-
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id inside a ``traceparent`` this middleware wrote (the access log's ``trace_id``)."""
-    return None if traceparent is None else traceparent[3:35]
-
-
-class RequestIds:
-    """Fresh request ids and span ids, a random part drawn once per app and a counting part.
-
-    Unique across processes and restarts (the random part) and cheap: no system call per request,
-    which ``os.urandom`` for every id costs (about 5% of the event loop's time under load).
-    """
-
-    def __init__(self) -> None:
-        self._prefix = os.urandom(8).hex()
-        self._span_prefix = os.urandom(4).hex()
-        self._count = itertools.count(1)
-
-    def __call__(self, request: web.Request) -> tuple[str, str | None]:
-        """The request id (the caller's X-Request-ID when it is sane) and the answer's traceparent.
-
-        With a valid W3C ``traceparent``, this request becomes a span of the caller's trace: the
-        answer's ``traceparent`` keeps its trace id and flags with this span's id, and a request id
-        not given is ``<trace id>-<span id>``.
-        """
-        given = request.headers.get("X-Request-ID")
-        safe = given if given is not None and _SAFE_ID.fullmatch(given) else None
-        trace = _trace(request.headers.get(TRACEPARENT))
-        if trace is None:
-            return safe or f"{self._prefix}{next(self._count):016x}", None
-        trace_id, flags = trace
-        span = f"{self._span_prefix}{next(self._count) & 0xFFFFFFFF:08x}"
-        return safe or f"{trace_id}-{span}", f"00-{trace_id}-{span}-{flags}"
-
-
-def _trace(header: str | None) -> tuple[str, str] | None:
-    """(trace id, flags) of a valid ``traceparent``; None when absent or invalid (it is then ignored)."""
-    if header is None:
-        return None
-    match = _TRACEPARENT.fullmatch(header.strip())
-    if match is None:
-        return None
-    version, trace_id, span, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span == _ZERO_SPAN:
-        return None
-    return trace_id, flags
 
 
 def route_template(request: web.Request) -> str:
@@ -127,7 +67,7 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
         metrics.validation_failures.labels(exc.reason).inc()
     elif isinstance(exc, FeedbackError):
         metrics.feedback_rejected.labels(exc.error).inc()
-    elif exc.error in REJECTION_REASONS:
+    elif isinstance(exc, Rejected):
         metrics.rejections.labels(exc.error).inc()
     if exc.status >= 500:
         log.warning("%s: %s", exc.error, exc.detail, extra={"fields": {"request_id": rid}})
@@ -141,7 +81,7 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed:
     status = 499 if transport is None or transport.is_closing() else 503
     metrics = request.app[METRICS]
     if status == 499:
-        metrics.rejections.labels("client_closed_request").inc()
+        metrics.rejections.labels(ClientDisconnected.error).inc()
     metrics.observe_request(route_template(request), request.method, status, elapsed)
     access_log = request.app[ACCESS_LOG]
     if access_log is not None:

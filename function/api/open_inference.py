@@ -4,20 +4,17 @@ The model has one input, ``text`` (BYTES, shape ``[N]`` or ``[N, 1]``), and two 
 (BYTES ``[N]``) and ``probabilities`` (FP32 ``[N, len(labels)]``, in the order of ``/model``'s
 labels); a third, ``explanation`` (BYTES ``[N]``, each a JSON explanation), comes when asked for by
 name or with the request parameter ``explain: true``. Tensors travel as JSON ``data``, or in the
-binary tensor data extension that tritonclient and KServe's client use by default: the JSON
-header's length in ``Inference-Header-Content-Length`` and each binary tensor after it, a BYTES
-element as a 4-byte little-endian length and its bytes.
+binary tensor data extension (``function.api.binary_tensors``).
 """
 
 from __future__ import annotations
 
-import struct
-import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from function.api.binary_tensors import bytes_elements, bytes_tensor, fp32_tensor
 from function.api.explanations import explanation_json
 from function.api.validation import check_text
 from function.errors import InvalidInput
@@ -25,14 +22,11 @@ from function.inference.classifier import Prediction
 from function.jsonio import dumps
 from function.model_info import INPUT, OUTPUTS
 
-#: The request and response header that carries the JSON part's length when binary tensors follow it.
-HEADER_LENGTH = "Inference-Header-Content-Length"
 #: Protocol extensions this server implements (``GET /v2``).
 EXTENSIONS = ("binary_tensor_data",)
 LABEL, PROBABILITIES = OUTPUTS
 EXPLANATION = "explanation"
 REQUESTABLE = (*OUTPUTS, EXPLANATION)
-_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +100,14 @@ def infer_response(
                 if name == LABEL
                 else [dumps(explanation_json(p.label, p.explanation)).decode() for p in predictions]
             )
-            blob = b"".join(_LENGTH.pack(len(e)) + e for e in (s.encode() for s in strings)) if binary else None
+            blob = bytes_tensor(strings) if binary else None
             data: list[Any] = strings
         else:
             tensor = {"name": PROBABILITIES, "datatype": "FP32", "shape": [n, n_labels]}
             values = array("f")
             for p in predictions:
                 values.extend(p.probabilities)
-            if binary and sys.byteorder != "little":
-                values.byteswap()
-            blob = values.tobytes() if binary else None
+            blob = fp32_tensor(values) if binary else None
             data = values.tolist()
         if blob is None:
             tensor["data"] = data
@@ -133,19 +125,6 @@ def infer_response(
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)
-
-
-def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
-    """The JSON part of a body and the binary tensors after it."""
-    if header_length is None:
-        return body, memoryview(b"")
-    if not header_length.isdigit() or int(header_length) > len(body):
-        raise InvalidInput(
-            f"{HEADER_LENGTH} must be a byte count within the body ({len(body)} bytes), not {header_length!r}",
-            reason="bad_tensor",
-        )
-    cut = int(header_length)
-    return body[:cut], memoryview(body)[cut:]
 
 
 def _texts(tensor: Mapping[str, Any], binary: memoryview, max_items: int) -> list[str]:
@@ -166,7 +145,7 @@ def _texts(tensor: Mapping[str, Any], binary: memoryview, max_items: int) -> lis
     if size is not None:
         if "data" in tensor:
             raise InvalidInput("an input has 'data' or 'binary_data_size', not both", reason="bad_tensor")
-        elements = _binary_elements(binary, size)
+        elements = bytes_elements(binary, size, INPUT)
     else:
         data = tensor.get("data")
         if not isinstance(data, list):
@@ -177,28 +156,6 @@ def _texts(tensor: Mapping[str, Any], binary: memoryview, max_items: int) -> lis
     if len(elements) != n:
         raise InvalidInput(f"the input {INPUT!r} has shape {shape} but {len(elements)} elements", reason="bad_tensor")
     return [check_text(text, f"inputs[0].data[{i}]") for i, text in enumerate(elements)]
-
-
-def _binary_elements(binary: memoryview, size: Any) -> list[Any]:
-    if not isinstance(size, int) or isinstance(size, bool) or size != len(binary):
-        raise InvalidInput(
-            f"'binary_data_size' must equal the {len(binary)} bytes after the JSON, not {size!r}", reason="bad_tensor"
-        )
-    elements: list[Any] = []
-    at = 0
-    while at < size:
-        if at + 4 > size:
-            raise InvalidInput("the binary BYTES tensor ends inside an element's length", reason="bad_tensor")
-        (length,) = _LENGTH.unpack_from(binary, at)
-        at += 4
-        if at + length > size:
-            raise InvalidInput("the binary BYTES tensor ends inside an element", reason="bad_tensor")
-        try:
-            elements.append(str(binary[at : at + length], "utf-8"))
-        except UnicodeDecodeError:
-            raise InvalidInput(f"element {len(elements)} of {INPUT!r} is not UTF-8", reason="wrong_type") from None
-        at += length
-    return elements
 
 
 def _flatten(data: list[Any]) -> list[Any]:

@@ -1,33 +1,32 @@
-"""The API documents: Swagger 2.0 (``openapi.json``) and OpenAPI 3.0 (``openapi3.json``).
+"""The API documents: Swagger 2.0 (``openapi.json``) and OpenAPI 3.0 (``openapi3.json``), from the app.
 
-``python -m function.api.openapi [2|3]`` generates a document from the handlers' schemas: the
-Swagger 2.0 one with aiohttp-apispec, the OpenAPI 3.0 one converted from it, so that both always
-say the same. ``make openapi`` commits them; ``make test`` checks that they are current. The
-service serves the committed files, byte for byte, and never generates them. The label list,
-model name and version in them come from ``model/model.json``.
+``python -m function.api.openapi [2|3]`` builds the app as the service does (``create_app``, which
+starts no worker until the app runs) and documents its routes with aiohttp-apispec, from the
+decorators on the handlers; the OpenAPI 3.0 document is converted from the Swagger 2.0 one, so
+that both always say the same. ``make openapi`` commits them; ``make lint`` checks that they are
+current. The service serves the committed files (``function.api.documents``) and never generates
+them. The labels, model name and version in them come from ``model/model.json``.
+
+NOTE: aiohttp-apispec consumes what its decorators put on a handler as it documents the handler,
+so a process documents the app once. It also keys the app with strings, which aiohttp warns
+about when warnings are on (under pytest: its tests run this module as ``make lint`` does).
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
+import functools
+import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp_apispec import setup_aiohttp_apispec
 
-from function.api.documented import records
-from function.api.routes import ROUTES
-from function.errors import StartupError
+from function.app import create_app
 from function.jsonio import dumps_pretty
-from function.model_info import load_model_info
 from function.settings import Settings
+from function.state import MODEL_INFO
 
-_ROOT = Path(__file__).resolve().parents[2]
-#: The committed documents, beside ``function/`` in a checkout and in the image, by URL path.
-DOCUMENTS = {"/openapi.json": _ROOT / "openapi.json", "/openapi3.json": _ROOT / "openapi3.json"}
 OPENAPI_VERSION = "3.0.3"
 _BINARY_BODY = "application/octet-stream"
 
@@ -39,25 +38,37 @@ DESCRIPTION = (
 )
 
 
-def generate_document(major: int = 2, info: Mapping[str, Any] | None = None) -> bytes:
-    """The document as the handlers' schemas describe it: what ``openapi.json`` (2) or ``openapi3.json`` (3) holds.
-
-    ``info`` is the model's ``model.json`` (by default the committed model's).
-    """
-    info = load_model_info(Settings().metadata_path) if info is None else info
-    swagger = _with_model(_spec_dict(), info)
+def generate_document(major: int = 2) -> bytes:
+    """The document of the app's routes: what ``openapi.json`` (2) or ``openapi3.json`` (3) holds."""
+    swagger = copy.deepcopy(_swagger())
     return dumps_pretty(swagger if major == 2 else to_openapi3(swagger))
 
 
-def committed_documents() -> dict[str, bytes]:
-    """The committed documents by the URL path they are served at."""
-    documents = {}
-    for url, path in DOCUMENTS.items():
-        try:
-            documents[url] = path.read_bytes()
-        except OSError as exc:
-            raise StartupError(f"cannot read the API document {path}: {exc}") from None
-    return documents
+@functools.cache
+def _swagger() -> dict[str, Any]:
+    """The Swagger 2.0 document of the app that ``create_app`` builds (once a process: see the NOTE above)."""
+    app = create_app(Settings())
+    documented = setup_aiohttp_apispec(
+        app, title=TITLE, version=API_VERSION, url=None, in_place=True, info={"description": DESCRIPTION}, basePath="/"
+    )
+    swagger: dict[str, Any] = documented.swagger_dict()
+    info = app[MODEL_INFO]
+    return _with_model(_one_operation_each(swagger), info)
+
+
+def _one_operation_each(spec: dict[str, Any]) -> dict[str, Any]:
+    """Each operation once, under an id of its own.
+
+    aiohttp routes HEAD to every GET handler (RFC 9110), and HEAD is GET without a body: GET alone
+    is documented. One handler serves both spellings of a V2 path, with and without the model's
+    version; the spelling with the version gets its own operation id.
+    """
+    for path, operations in spec["paths"].items():
+        operations.pop("head", None)
+        if "{version}" in path:
+            for operation in operations.values():
+                operation["operationId"] += "_version"
+    return spec
 
 
 def _with_model(spec: dict[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +92,7 @@ def to_openapi3(swagger: Mapping[str, Any]) -> dict[str, Any]:
     The server URL is relative ("/"): clients and Swagger UI keep the scheme and host they
     loaded the document from, so it works behind a TLS-terminating proxy under any host name.
     """
-    swagger = _refs_to_components(copy.deepcopy(dict(swagger)))
+    swagger = _schemas3(copy.deepcopy(dict(swagger)))
     paths: dict[str, Any] = {}
     for path, operations in swagger["paths"].items():
         paths[path] = {method: _operation3(op) for method, op in operations.items()}
@@ -112,78 +123,35 @@ def _operation3(operation: dict[str, Any]) -> dict[str, Any]:
         parameters.append(parameter | {"schema": schema})
     if parameters:
         operation["parameters"] = parameters
-    for response in operation["responses"].values():
+    for status, response in operation["responses"].items():
         schema = response.pop("schema", None)
         response.pop("required", None)
         if schema is not None:
-            response["content"] = {produces[0]: {"schema": schema}}
+            # NOTE: binary tensors answer only a success; every error is JSON.
+            binary = status.startswith("2") and _BINARY_BODY in produces
+            response["content"] = {produces[0]: {"schema": schema}} | (
+                {_BINARY_BODY: {"schema": {"type": "string", "format": "binary"}}} if binary else {}
+            )
         elif produces != ["application/json"]:
             response["content"] = {produces[0]: {"schema": {"type": "string"}}}
     return operation
 
 
-def _refs_to_components(node: Any) -> Any:
+def _schemas3(node: Any) -> Any:
+    """Swagger 2.0's spellings in OpenAPI 3.0's: references into ``components``, ``x-nullable`` as ``nullable``."""
     if isinstance(node, dict):
         ref = node.get("$ref")
         if isinstance(ref, str) and ref.startswith("#/definitions/"):
             node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/definitions/")
+        if "x-nullable" in node:
+            node["nullable"] = node.pop("x-nullable")
         for value in node.values():
-            _refs_to_components(value)
+            _schemas3(value)
     elif isinstance(node, list):
         for value in node:
-            _refs_to_components(value)
+            _schemas3(value)
     return node
 
 
-def _spec_dict() -> dict[str, Any]:
-    from aiohttp_apispec import AiohttpApiSpec
-
-    # NOTE: aiohttp-apispec consumes each handler's __apispec__ while registering (and keys a
-    # throwaway app with strings), so it works on stand-ins, on an app that is never run.
-    scratch = web.Application()
-    for method, path, handler in ROUTES:
-        stand_in = _described(handler)
-        if stand_in is not None:
-            if "{version}" in path:  # one handler serves both spellings; operation ids must differ
-                getattr(stand_in, "__apispec__")["operationId"] += "_version"  # noqa: B009
-            scratch.router.add_route(method, path, stand_in)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        AiohttpApiSpec(
-            url=None,
-            app=scratch,
-            in_place=True,
-            title=TITLE,
-            version=API_VERSION,
-            info={"description": DESCRIPTION},
-            basePath="/",
-        )
-        return scratch["swagger_dict"]  # type: ignore[no-any-return]
-
-
-def _described(handler: Handler) -> Handler | None:
-    """A fresh stand-in for ``handler`` carrying its documentation (``function.api.documented``),
-    applied with aiohttp-apispec's decorators; None for an undocumented handler."""
-    import aiohttp_apispec
-
-    from function.api import schemas
-
-    recorded = records(handler)
-    if not recorded:
-        return None
-
-    async def stand_in(request: web.Request) -> web.StreamResponse:
-        raise NotImplementedError
-
-    described: Handler = stand_in
-    for name, args, kwargs in recorded:
-        if name != "docs":  # the schema comes first, by name
-            args = (getattr(schemas, args[0]), *args[1:])
-        described = getattr(aiohttp_apispec, name)(*args, **kwargs)(described)
-    return described
-
-
 if __name__ == "__main__":
-    import sys
-
     sys.stdout.buffer.write(generate_document(int(sys.argv[1]) if len(sys.argv) > 1 else 2))

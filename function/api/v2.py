@@ -11,32 +11,63 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp_apispec import docs, request_schema, response_schema
 
-from function.api.body import tensor_body
-from function.api.documented import docs, request_schema, response_schema
-from function.api.handlers import BODY_ERRORS, SERVICE_NAME, check_alive, check_ready, documented_errors
-from function.api.open_inference import EXTENSIONS, HEADER_LENGTH, infer_response, model_metadata, parse_infer_request
+from function.api.binary_tensors import HEADER_LENGTH, split_body
+from function.api.body import json_body
+from function.api.documentation import BODY_ERRORS, V2_TAGS, documented_errors
+from function.api.health import check_ready
+from function.api.open_inference import EXTENSIONS, infer_response, model_metadata, parse_infer_request
+from function.api.paths import SERVICE_NAME
 from function.api.responses import json_response
+from function.api.v2_schemas import (
+    V2ErrorSchema,
+    V2InferRequestSchema,
+    V2InferResponseSchema,
+    V2ModelMetadataSchema,
+    V2ModelReadySchema,
+    V2ServerMetadataSchema,
+)
 from function.errors import NotFound
 from function.jsonio import JSON_CONTENT_TYPE
 from function.state import CLASSIFIER, MODEL_INFO, PREDICTION_IDS, SETTINGS
 
-TAGS = ["open inference protocol"]
-_NOT_FOUND = "No model of this name (or version) is served"
-_UNAVAILABLE = "Starting, restarting a worker, or shutting down"
+BINARY_CONTENT_TYPE = "application/octet-stream"
 _ERRORS = {
     400: "Invalid inference request: not JSON, wrong tensor name, datatype or shape, empty text, unknown output",
-    404: _NOT_FOUND,
+    404: "No model of this name (or version) is served",
     408: BODY_ERRORS[408],
     413: BODY_ERRORS[413],
     415: "The Content-Type is neither application/json nor application/octet-stream",
     417: BODY_ERRORS[417],
     503: "Overloaded (retry after the Retry-After header's seconds), not ready, or stopping",
 }
+_INFER = (
+    "The input's shape is [N] or [N, 1] where N is the number of texts in data, and no output is named twice "
+    "(rules beyond what the schema can say). Also accepts the binary tensor data extension (tritonclient's "
+    "and KServe's default): Content-Type application/octet-stream, the JSON part's length in "
+    "Inference-Header-Content-Length, and each binary tensor after the JSON, a BYTES element as a 4-byte "
+    "little-endian length and its bytes; binary outputs (binary_data_output, or an output's binary_data) "
+    "come back the same way."
+)
 
 
 def _errors(codes: tuple[int, ...]) -> Callable[[Handler], Handler]:
-    return documented_errors("V2ErrorSchema", {code: _ERRORS[code] for code in codes})
+    return documented_errors(V2ErrorSchema, {code: _ERRORS[code] for code in codes})
+
+
+class tensor_body(json_body):  # noqa: N801 - used as a function: `async with tensor_body(request) as ...`
+    """An inference request's body: ``(JSON header, binary tensors after it)``.
+
+    JSON alone, or, with ``Inference-Header-Content-Length``, JSON followed by binary tensor data.
+    """
+
+    __slots__ = ()
+    MEDIA_TYPES = (JSON_CONTENT_TYPE, BINARY_CONTENT_TYPE)
+
+    def _decode(self, body: bytes) -> tuple[Any, memoryview]:
+        head, tail = split_body(body, self._request.headers.get(HEADER_LENGTH))
+        return super()._decode(head), tail
 
 
 def served_model(request: web.Request) -> Mapping[str, Any]:
@@ -50,38 +81,22 @@ def served_model(request: web.Request) -> Mapping[str, Any]:
     return info
 
 
-@docs(tags=TAGS, summary="Server metadata", operationId="v2_server_metadata")
-@response_schema("V2ServerMetadataSchema", 200, description="Name, version and protocol extensions")
+@docs(tags=V2_TAGS, summary="Server metadata", operationId="v2_server_metadata")
+@response_schema(V2ServerMetadataSchema, 200, description="Name, version and protocol extensions")
 async def server_metadata(request: web.Request) -> web.Response:
     version = request.app[MODEL_INFO]["version"]
     return json_response({"name": SERVICE_NAME, "version": version, "extensions": list(EXTENSIONS)})
 
 
-@docs(tags=TAGS, summary="Server liveness", operationId="v2_server_live")
-@response_schema("V2LiveSchema", 200, description="Alive")
-@response_schema("V2ErrorSchema", 503, description="Inference workers keep failing to start")
-async def server_live(request: web.Request) -> web.Response:
-    check_alive(request.app)
-    return json_response({"live": True})
-
-
-@docs(tags=TAGS, summary="Server readiness", operationId="v2_server_ready")
-@response_schema("V2ReadySchema", 200, description="Ready for inference")
-@response_schema("V2ErrorSchema", 503, description=_UNAVAILABLE)
-async def server_ready(request: web.Request) -> web.Response:
-    check_ready(request.app)
-    return json_response({"ready": True})
-
-
-@docs(tags=TAGS, summary="Model metadata: its input and output tensors", operationId="v2_model_metadata")
-@response_schema("V2ModelMetadataSchema", 200, description="Name, versions, platform, tensors, labels")
+@docs(tags=V2_TAGS, summary="Model metadata: its input and output tensors", operationId="v2_model_metadata")
+@response_schema(V2ModelMetadataSchema, 200, description="Name, versions, platform, tensors, labels")
 @_errors((404,))
 async def model_metadata_handler(request: web.Request) -> web.Response:
     return json_response(model_metadata(served_model(request)))
 
 
-@docs(tags=TAGS, summary="Model readiness", operationId="v2_model_ready")
-@response_schema("V2ModelReadySchema", 200, description="Ready for inference")
+@docs(tags=V2_TAGS, summary="Model readiness", operationId="v2_model_ready")
+@response_schema(V2ModelReadySchema, 200, description="Ready for inference")
 @_errors((404, 503))
 async def model_ready(request: web.Request) -> web.Response:
     info = served_model(request)
@@ -90,16 +105,15 @@ async def model_ready(request: web.Request) -> web.Response:
 
 
 @docs(
-    tags=TAGS,
+    tags=V2_TAGS,
     summary="Classify texts: a BYTES tensor in, labels and probabilities out",
-    description="Also accepts the binary tensor data extension (tritonclient's and KServe's default): "
-    "Content-Type application/octet-stream, the JSON part's length in Inference-Header-Content-Length, "
-    "and each binary tensor after the JSON, a BYTES element as a 4-byte little-endian length and its bytes.",
+    description=_INFER,
     operationId="v2_infer",
     consumes=[JSON_CONTENT_TYPE],
+    produces=[JSON_CONTENT_TYPE, BINARY_CONTENT_TYPE],
 )
-@request_schema("V2InferRequestSchema", required=True)
-@response_schema("V2InferResponseSchema", 200, description="The requested outputs, in the order requested")
+@request_schema(V2InferRequestSchema, required=True)
+@response_schema(V2InferResponseSchema, 200, description="The requested outputs, in the order requested")
 @_errors(tuple(_ERRORS))
 async def infer(request: web.Request) -> web.Response:
     info, classifier = served_model(request), request.app[CLASSIFIER]
@@ -112,4 +126,4 @@ async def infer(request: web.Request) -> web.Response:
     body, json_length = infer_response(wanted, info, predictions, prediction_ids)
     if json_length is None:
         return web.Response(body=body, content_type=JSON_CONTENT_TYPE)
-    return web.Response(body=body, content_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})
+    return web.Response(body=body, content_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(json_length)})

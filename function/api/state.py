@@ -1,0 +1,40 @@
+"""The HTTP layer's typed app state: its keys, and the body budget that one of them holds.
+
+The service's own state (settings, classifier, metrics, lifecycle) is ``function.state``'s; what
+only the HTTP layer reads lives here, so that ``function.state`` names nothing of ``function.api``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from function.api.access_log import AccessLogger
+from function.api.headers import RequestIds
+
+
+class BodyBudget:
+    """Request-body bytes held in memory at once: being read, or waiting for their answer."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def hold(self, size: int) -> bool:
+        """Take ``size`` bytes of the budget; False (and nothing taken) if they are not there."""
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.held -= size
+
+
+BODIES = web.AppKey("bodies", BodyBudget)
+#: None with ACCESS_LOG=false.
+ACCESS_LOG: web.AppKey[AccessLogger | None] = web.AppKey("access_log")
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+#: URL path -> the committed API document served there.
+OPENAPI = web.AppKey("openapi", dict[str, bytes])
+#: Which model and revision answer: headers added to every answer, and fields of every access line.
+SERVED_BY = web.AppKey("served_by", dict[str, str])
