@@ -11,9 +11,7 @@
 FROM python:3.11.17-slim-bookworm AS builder
 
 # /opt/venv holds requirements/runtime.lock and nothing else: no pip, no setuptools (created
-# --without-pip; the base image's pip installs into it; nothing needs either at run time, and
-# setuptools' distutils shim, loaded by apispec's `import distutils`, would add about 0.3 s to
-# every start). The lock (`make lock`, uv) pins every transitive dependency with its hashes:
+# --without-pip; the base image's pip installs into it; nothing needs either at run time). The lock (`make lock`, uv) pins every transitive dependency with its hashes:
 #   --require-hashes  a file whose sha256 the lock does not list is refused, and so is any
 #                     dependency the lock does not pin (deliberately not --no-deps: pip still
 #                     resolves, so an incomplete or inconsistent lock fails the build instead of
