@@ -55,7 +55,8 @@ def test_it_reaps_orphans_but_leaves_the_forkserver_and_the_resource_tracker_to_
     multiprocessing waits for them itself, and it then starts a process as before."""
     found = run("""
 multiprocessing.forkserver.ensure_running()
-server, tracker = sorted(waited_for(), key=lambda pid: pid != vars(multiprocessing.forkserver._forkserver)["_forkserver_pid"])
+server = vars(multiprocessing.forkserver._forkserver)["_forkserver_pid"]
+tracker = vars(multiprocessing.resource_tracker._resource_tracker)["_pid"]
 child = orphan()
 os.kill(server, signal.SIGKILL)
 os.kill(tracker, signal.SIGKILL)
