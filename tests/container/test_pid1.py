@@ -73,7 +73,7 @@ async def test_pid1_early_sigterm(network: Network) -> None:
     verdict(
         not problems,
         f"docker run --entrypoint {COMMAND[0]} IMAGE {' '.join(COMMAND[1:])}; SIGTERM to PID 1 {seconds(after)} "
-        f"after the container started (PID 1 {'had' if caught else 'had no'} handler for it then): "
+        f"after the container started (PID 1 {'had a' if caught else 'had no'} handler for it then): "
         + (f"exit code {state['ExitCode']} {seconds(took)} later" if exited else "still running 5 s later")
         + (f"; {'; '.join(problems)}" if problems else ""),
     )
