@@ -1,23 +1,25 @@
 """``python -m function``: settings from the environment (and flags), then serve until a signal.
 
-Exit codes: 0 after a signal and a graceful drain; 1 when the model cannot be served; 2 for a
-bad setting (one line naming the variable and its value), all before any worker starts.
+Exit codes: 0 after a stop signal (a graceful drain, or a start cut short); 1 when the model
+cannot be served; 2 for a bad setting (one line naming the variable and its value), all before any
+worker starts.
 """
 
 from __future__ import annotations
 
-from function.stop_signals import STOP_SIGNALS, exit_at_once, ignore_stop_signals
+from function.stop_signals import STOP_SIGNALS, ignore_stop_signals, remember_stop_signals, stop_requested
 
 if __name__ == "__main__":
-    # NOTE: before the imports below (0.1-0.2 s): a stop signal in them ends the process with 0,
-    # where it would end it with 143, or, as PID 1, be dropped by the kernel (a lost SIGTERM).
-    exit_at_once()
+    # NOTE: before the imports below (0.1-0.2 s): a stop signal in them is remembered and stops the
+    # start, where it would end the process with 143, or, as PID 1, be dropped by the kernel.
+    remember_stop_signals()
 
 import asyncio
 import errno
 import logging
 import os
 import resource
+import signal
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -40,7 +42,9 @@ PROG = "python -m function"
 def main(classifier: Classifier | None = None) -> int:
     """Serve until a stop signal; the exit code. ``classifier`` replaces the worker pool that serves
     the model (``python -m bench.constant`` serves a constant one), and no forkserver starts."""
-    exit_at_once()  # again, for a caller of main() (bench.constant): until the event loop takes over
+    remember_stop_signals()  # again, for a caller of main() (bench.constant)
+    if stop_requested() is not None:  # during the imports
+        return 0
     settings = parse_command_line(None, os.environ)
     try:
         listener = bind(settings)
@@ -67,6 +71,9 @@ def start(settings: Settings, listener: socket.socket, descriptors: int, classif
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    if (signum := stop_requested()) is not None:
+        log.info("%s received while starting: stopped", signal.Signals(signum).name)
+        return 0
     return serve(app, settings, listener, descriptors)
 
 

@@ -1,8 +1,13 @@
-"""The signals that stop the service, and what they do before and after the event loop handles them.
+"""The signals that stop the service, from its first line until the event loop handles them.
 
 Standard library only: ``function.__main__`` imports it before anything else, so that a stop
 signal has a handler from the service's first line. As PID 1 (a container without an init) that
-is what makes an early SIGTERM count: the kernel drops any signal PID 1 has no handler for.
+is what keeps an early SIGTERM from being lost: the kernel drops any signal PID 1 has no handler for.
+
+Until the event loop takes over, the handler only remembers the signal, and the start-up stops
+at its next step (``stop_requested``). It raises nothing: an exception raised by a handler lands
+wherever the main thread is, a C extension's initialisation included, and orjson's then crashes
+the interpreter (a segmentation fault, measured).
 """
 
 from __future__ import annotations
@@ -12,16 +17,22 @@ from types import FrameType
 
 #: Every signal a process manager sends to stop a service; each starts the same graceful drain.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+_received: list[int] = []
 
 
-def _exit_now(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+def _remember(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
 
 
-def exit_at_once() -> None:
-    """Until the event loop takes over, any stop signal ends the process with 0: nothing is in flight."""
+def remember_stop_signals() -> None:
+    """Until the event loop takes over, a stop signal is remembered for the start-up to act on."""
     for signum in STOP_SIGNALS:
-        signal.signal(signum, _exit_now)
+        signal.signal(signum, _remember)
+
+
+def stop_requested() -> int | None:
+    """The first stop signal received before the event loop took over, if any."""
+    return _received[0] if _received else None
 
 
 def ignore_stop_signals() -> None:
