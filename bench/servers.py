@@ -60,11 +60,12 @@ class ServerProcess:
         cwd: Path = SERVICE_ROOT,
         stderr: int | None = None,
         preexec_fn: Callable[[], None] | None = None,
-        launcher: Sequence[str] = (),
+        command: Sequence[str] | None = None,
     ) -> None:
         """``stderr=subprocess.PIPE`` gives the server a pipe nobody reads; ``preexec_fn`` runs in
-        the child before the server starts (to join a cgroup, to lower a limit); ``launcher`` is a
-        command that runs ``python`` (``unshare --pid --fork``: the server as PID 1)."""
+        the child before the server starts (to join a cgroup, to lower a limit); ``command``
+        replaces ``python *args`` with a command that runs it (under strace, as PID 1 of a PID
+        namespace with ``unshare --pid --fork``)."""
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log_path = log_path
@@ -79,7 +80,7 @@ class ServerProcess:
         inherited = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [*launcher, sys.executable, *args],
+            [sys.executable, *args] if command is None else list(command),
             cwd=cwd,
             env=inherited | {"HOST": HOST, "PORT": str(self.port), "WORKERS": "1"} | dict(env or {}),
             stdin=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 
 import pytest
@@ -24,7 +25,7 @@ pytestmark = [
     ),
 ]
 
-UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL")
+AS_PID1 = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL", sys.executable, "-m", "function")
 ENV = {"WORKERS": "2", "LOG_FORMAT": "text", "SHUTDOWN_GRACE_SECONDS": "5"}
 
 
@@ -46,7 +47,7 @@ def zombies(init: int) -> list[int]:
 
 
 def test_as_pid1_a_sigterm_soon_after_start_ends_it_with_0() -> None:
-    server = ServerProcess(env=ENV, launcher=UNSHARE)
+    server = ServerProcess(env=ENV, command=AS_PID1)
     try:
         init = init_of(server)
         time.sleep(max(0.0, 0.15 - (time.perf_counter() - server.started)))
@@ -63,7 +64,7 @@ def test_as_pid1_a_sigterm_soon_after_start_ends_it_with_0() -> None:
 
 
 def test_as_pid1_forkserver_deaths_leave_no_zombie_and_a_sigterm_ends_it_with_0() -> None:
-    server = start_server(ENV, launcher=UNSHARE)
+    server = start_server(ENV, command=AS_PID1)
     try:
         init = init_of(server)
         assert status(init)["NSpid"].split()[-1] == "1", "not PID 1 in its namespace"
