@@ -46,6 +46,40 @@ def zombies(init: int) -> list[int]:
     return [pid for pid in children(init) if process_state(pid) == "Z"]
 
 
+def handles(pid: int, signum: int) -> bool:
+    """Whether ``pid`` has a handler for ``signum`` (its SigCgt mask)."""
+    return bool(int(status(pid).get("SigCgt", "0"), 16) >> (signum - 1) & 1)
+
+
+def loaded(pid: int, name: str) -> bool:
+    """Whether a shared object whose path holds ``name`` is mapped into ``pid``."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return name in maps.read()
+    except OSError:
+        return False
+
+
+def test_as_pid1_the_stop_signals_are_caught_before_the_service_imports_anything() -> None:
+    """When asyncio's extension module (the service's first import after the handlers) is mapped,
+    SIGTERM is caught already; sent then, in the middle of the imports, it ends the start with 0."""
+    server = ServerProcess(env=ENV, command=AS_PID1)
+    code = None
+    try:
+        init = init_of(server)
+        wait_for(lambda: loaded(init, "/_asyncio."), within=10, interval=0.0005)
+        caught = handles(init, signal.SIGTERM)
+        sent = time.perf_counter() - server.started
+        if caught:  # else the kernel would drop it
+            os.kill(init, signal.SIGTERM)
+            code = server.proc.wait(timeout=10)
+    finally:
+        output = server.stop()
+    print(f"_asyncio mapped {sent:.3f} s after exec, SIGTERM {'caught' if caught else 'not caught'} then: exit {code}")
+    assert caught, "no handler for SIGTERM when the service's imports began"
+    assert code == 0, output[-2000:]
+
+
 def test_as_pid1_a_sigterm_soon_after_start_ends_it_with_0() -> None:
     server = ServerProcess(env=ENV, command=AS_PID1)
     try:
