@@ -1,10 +1,18 @@
 """``python -m function``: settings from the environment (and flags), then serve until a signal.
 
-Exit codes: 0 after a signal and a graceful drain; 1 when the model cannot be served; 2 for a
-bad setting (one line naming the variable and its value), all before any worker starts.
+Exit codes: 0 after a stop signal (a graceful drain, or a start cut short); 1 when the model
+cannot be served; 2 for a bad setting (one line naming the variable and its value), all before any
+worker starts.
 """
 
 from __future__ import annotations
+
+from function.stop_signals import STOP_SIGNALS, ignore_stop_signals, remember_stop_signals, stop_requested
+
+if __name__ == "__main__":
+    # NOTE: before the imports below (0.1-0.2 s): a stop signal in them is remembered and stops the
+    # start, where it would end the process with 143, or, as PID 1, be dropped by the kernel.
+    remember_stop_signals()
 
 import asyncio
 import errno
@@ -14,12 +22,12 @@ import resource
 import signal
 import socket
 import sys
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from function.command_line import parse_command_line
 from function.errors import StartupError
 from function.parallel.forkserver import start_forkserver
+from function.reaper import orphans_reaped_as_init
 from function.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,15 +37,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("function.serve")
 PROG = "python -m function"
-#: Every signal a process manager sends to stop a service; each starts the same graceful drain.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 def main(classifier: Classifier | None = None) -> int:
     """Serve until a stop signal; the exit code. ``classifier`` replaces the worker pool that serves
     the model (``python -m bench.constant`` serves a constant one), and no forkserver starts."""
-    for sig in STOP_SIGNALS:  # until the event loop takes over: stop at once, nothing is in flight
-        signal.signal(sig, _exit_now)
+    remember_stop_signals()  # again, for a caller of main() (bench.constant)
+    if stop_requested() is not None:  # during the imports
+        return 0
     settings = parse_command_line(None, os.environ)
     try:
         listener = bind(settings)
@@ -45,6 +52,12 @@ def main(classifier: Classifier | None = None) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     descriptors = raise_descriptor_limit()
+    with orphans_reaped_as_init():
+        return start(settings, listener, descriptors, classifier)
+
+
+def start(settings: Settings, listener: socket.socket, descriptors: int, classifier: Classifier | None) -> int:
+    """The forkserver, the app, then serve: the exit code (1 when the model cannot be served)."""
     if classifier is None:
         start_forkserver()
     # NOTE: imported only now: aiohttp and its friends take 0.4-0.8 s to import, which the
@@ -58,11 +71,10 @@ def main(classifier: Classifier | None = None) -> int:
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    if (signum := stop_requested()) is not None:
+        log.info("%s received while starting: stopped", signal.Signals(signum).name)
+        return 0
     return serve(app, settings, listener, descriptors)
-
-
-def _exit_now(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
 
 
 def bind(settings: Settings) -> socket.socket:
@@ -112,7 +124,7 @@ def serve(app: web.Application, settings: Settings, listener: socket.socket, des
         # while the process exits would take (exit 143 after a clean drain): ignore them instead.
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 

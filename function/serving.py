@@ -13,6 +13,7 @@ from aiohttp import web
 from function.api.access_log import ACCESS_LOGGER, AccessLogger, install_transport_logging
 from function.settings import Settings
 from function.state import CLASSIFIER, LIFECYCLE, METRICS
+from function.stop_signals import stop_requested
 
 log = logging.getLogger("function.serve")
 
@@ -108,6 +109,8 @@ async def run(
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal, signum)
+    if (early := stop_requested()) is not None:  # between the start's last look and the loop's handlers
+        on_signal(early)
     install_transport_logging()
     runner = web.AppRunner(
         app,

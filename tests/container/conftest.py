@@ -9,9 +9,10 @@ CONTAINER_TEST_BASE the base image for the helper containers (default: the Docke
 CONTAINER_TEST_CONTEXT the build context the image is judged against (default: this checkout).
 
 The modules run in file-name order, which is the order the checks need: the image alone, the main
-container from its start to `docker stop`, more containers, then what the whole run showed. All
-tests share one event loop, so that the main container's liveness is sampled between them. Every
-container and the network are removed at the end, also after a failure, Ctrl-C or SIGTERM.
+container from its start to `docker stop`, more containers, the service as PID 1, then what the
+whole run showed. All tests share one event loop, so that the main container's liveness is sampled
+between them. Every container and the network are removed at the end, also after a failure, Ctrl-C
+or SIGTERM.
 """
 
 from __future__ import annotations

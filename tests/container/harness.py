@@ -285,13 +285,23 @@ time.sleep(1)
 
     # ---- service containers ---------------------------------------------------------------------------
     def start(
-        self, label: str, cpus: float | None = None, read_only: bool | None = None, env: dict[str, str] | None = None
+        self,
+        label: str,
+        cpus: float | None = None,
+        read_only: bool | None = None,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> Service:
+        """A service container; ``command`` replaces the image's ENTRYPOINT and CMD, as a pod's
+        ``command:`` does (``["python", "-m", "function"]``: no tini, the service is PID 1)."""
         assert self.recorder is not None
         flags = self.c.spec.flags(cpus=cpus, read_only=read_only, env=env)
         flags += ["--network", self.name, "--dns", self.recorder.ip]
         flags += ["--stop-timeout", str(math.ceil(self.c.spec.termination_grace))]
-        container = self.docker.run(f"textclf-ct-{self.docker.run_id}-{label}", self.c.image, flags)
+        if command:
+            flags += ["--entrypoint", command[0]]
+        name = f"textclf-ct-{self.docker.run_id}-{label}"
+        container = self.docker.run(name, self.c.image, flags, command[1:] if command else None)
         container.refresh(self.name)
         service = Service(container, label)
         self.services.append(service)
