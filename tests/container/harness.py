@@ -55,6 +55,11 @@ def verdict(ok: bool, detail: str) -> None:
     assert ok, detail
 
 
+def judge(problems: list[str], figures: str) -> None:
+    """A check that passes when it found no problem: its figures, then the problems, are shown."""
+    verdict(not problems, figures + (f"; {'; '.join(problems)}" if problems else ""))
+
+
 def seconds(value: float) -> str:
     return f"{value:.2f} s"
 

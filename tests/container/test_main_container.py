@@ -22,7 +22,7 @@ from bench import http1, procs
 from bench.http1 import Connection, Cut, Load, Outcome, Refused, Response, Upload, fetch
 from tests.container import containers
 from tests.container.containers import docker
-from tests.container.harness import Context, Network, Service, example, mib, seconds, verdict
+from tests.container.harness import Context, Network, Service, example, judge, mib, seconds, verdict
 
 pytestmark = pytest.mark.container
 
@@ -332,15 +332,14 @@ async def test_worker_kill(main: Service, network: Network, context: Context, eg
         problems.append(f"{len(wrong_error)} 503s were not model_unavailable")
     if len(unavailable) > batch_max:
         problems.append(f"{len(unavailable)} 503s, more than one batch (BATCH_MAX_SIZE {batch_max})")
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"SIGKILL to worker pid {victim} under {KILL_CLIENTS} clients: /readyz 503 after "
         f"{seconds(unready_at)}, 200 again {seconds(back_at)} after the kill (limit {limit:g} s, a cold start); "
         f"textclf_pool_worker_restarts_total +{restarts:g}, workers {workers} -> {now}; "
         f"{len(outcomes)} requests: {http1.statuses(outcomes)}; {len(unavailable) - len(not_held)} of the "
         f"{len(unavailable)} 503s held by the dead worker (at most {batch_max}, BATCH_MAX_SIZE; "
-        f"{len(after_kill)} of them sent in the {seconds(noticed - killed)} between the SIGKILL and /readyz 503)"
-        + (f"; {'; '.join(problems)}" if problems else ""),
+        f"{len(after_kill)} of them sent in the {seconds(noticed - killed)} between the SIGKILL and /readyz 503)",
     )
 
 
@@ -404,14 +403,13 @@ async def test_stop(main: Service, network: Network, context: Context) -> None:
         problems.append(f"exited {seconds(exited_after)} after SIGTERM, over {limit:g} s")
     if still_uploading == 0:
         problems.append("no upload was still in progress at the stop: the check did not test what it should")
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"docker stop -t {stop_timeout} (timeoutSeconds) under {STOP_CLIENTS} clients with {still_uploading} of "
         f"{STOP_UPLOADS} bodies still uploading: exit code {state['ExitCode']} {seconds(exited_after)} after "
         f"SIGTERM (limit {limit:g} s = SHUTDOWN_GRACE_SECONDS/2); no new requests after it (as Knative drains "
         f"first); {len(in_flight)} in flight: "
-        f"{http1.statuses(in_flight)}; uploads: {http1.statuses(uploaded)}"
-        + (f"; {'; '.join(problems)}" if problems else ""),
+        f"{http1.statuses(in_flight)}; uploads: {http1.statuses(uploaded)}",
     )
 
 

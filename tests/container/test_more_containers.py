@@ -13,7 +13,7 @@ import pytest
 from bench import http1
 from bench.http1 import Connection, Cut, Outcome, Refused
 from tests.container import containers
-from tests.container.harness import Context, Network, Service, body_of_size, example, mib, seconds, verdict
+from tests.container.harness import Context, Network, Service, body_of_size, example, judge, mib, seconds, verdict
 
 pytestmark = pytest.mark.container
 
@@ -40,7 +40,7 @@ async def test_workers_auto(network: Network) -> None:
                 problems.append(f"--cpus {cpus:g}: {configured:g} configured, {workers} processes, expected {expected}")
         finally:
             network.remove(service)
-    verdict(not problems, f"WORKERS=0: {', '.join(found)}" + (f"; {'; '.join(problems)}" if problems else ""))
+    judge(problems, f"WORKERS=0: {', '.join(found)}")
 
 
 async def test_memory(network: Network, context: Context) -> None:
@@ -106,9 +106,9 @@ async def check_memory(service: Service, network: Network, context: Context) -> 
         problems.append(f"{len(cut)} requests cut, e.g. {cut[0].failure}")
     if bad:
         problems.append(f"{len(bad)} answered otherwise, e.g. {example(bad[0])}")
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"{MEMORY_CLIENTS} clients x {MEMORY_ROUNDS} bodies of {len(body)} bytes (MAX_BODY_BYTES) at --memory "
         f"{mib(context.spec.memory)} in {seconds(took)}: {http1.statuses(outcomes)}; OOM kills {after - before}; "
-        f"peak {mib(peak)} (cgroup); worker restarts {restarts:g}" + (f"; {'; '.join(problems)}" if problems else ""),
+        f"peak {mib(peak)} (cgroup); worker restarts {restarts:g}",
     )

@@ -21,7 +21,7 @@ import pytest_asyncio
 from bench import procs
 from bench.http1 import Cut, Refused, fetch
 from tests.container import containers
-from tests.container.harness import Context, Network, Service, seconds, verdict
+from tests.container.harness import Context, Network, Service, judge, seconds
 
 pytestmark = pytest.mark.container
 
@@ -70,12 +70,11 @@ async def test_pid1_early_sigterm(network: Network) -> None:
         problems.append(f"exited {seconds(took)} after the SIGTERM")
     if after > EARLY_LATEST:
         problems.append(f"the SIGTERM went {seconds(after)} after the start: the check did not test what it should")
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"docker run --entrypoint {COMMAND[0]} IMAGE {' '.join(COMMAND[1:])}; SIGTERM to PID 1 {seconds(after)} "
         f"after the container started (PID 1 {'had a' if caught else 'had no'} handler for it then): "
-        + (f"exit code {state['ExitCode']} {seconds(took)} later" if exited else "still running 5 s later")
-        + (f"; {'; '.join(problems)}" if problems else ""),
+        + (f"exit code {state['ExitCode']} {seconds(took)} later" if exited else "still running 5 s later"),
     )
 
 
@@ -133,12 +132,12 @@ async def test_pid1_forkserver_deaths(pid1: Service, network: Network, context: 
     if answer.status != 200:
         problems.append(f"POST /prediction afterwards: {answer.status} {answer.body[:200]!r}")
     inside = " ".join(f"{pid}:{procs.process_state(pid)}" for pid in procs.children(init))
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"forkserver SIGKILLed {FORKSERVER_DEATHS} times ({orphaned} workers orphaned): "
         + "; ".join(f"{i}: {r}" for i, r in enumerate(rounds, 1))
         + f"; textclf_pool_worker_restarts_total +{restarts:g}; POST /prediction then {answer.status}; "
-        f"PID 1's children now (host pid:state) {inside}" + (f"; {'; '.join(problems)}" if problems else ""),
+        f"PID 1's children now (host pid:state) {inside}",
     )
 
 
@@ -160,10 +159,9 @@ async def test_pid1_docker_stop(pid1: Service, context: Context) -> None:
         problems.append(f"exited {seconds(took)} after SIGTERM, over {limit:g} s")
     if bad:
         problems.append(f"{len(bad)} log lines with a traceback, e.g. {bad[0][:200]!r}")
-    verdict(
-        not problems,
+    judge(
+        problems,
         f"docker stop -t {stop_timeout}: exit code {state['ExitCode']} {seconds(took)} after SIGTERM (limit "
         f"{limit:g} s = SHUTDOWN_GRACE_SECONDS/2); log: "
-        + (f"'{reaped.group(0)}'" if reaped else "no count of orphans reaped")
-        + (f"; {'; '.join(problems)}" if problems else ""),
+        + (f"'{reaped.group(0)}'" if reaped else "no count of orphans reaped"),
     )
