@@ -24,6 +24,8 @@ MODEL_VERSION = "modelversion"
 #: Every extension attribute a reply carries.
 REPLY_EXTENSIONS = (CAUSATION_ID, CAUSATION_SOURCE, CORRELATION_ID, MODEL_VERSION)
 
+#: Where events are posted (Knative's ``func`` templates answer events at the root too).
+EVENTS_PATH = "/"
 #: The ``source`` of reply events unless ``EVENT_SOURCE`` says otherwise.
 DEFAULT_SOURCE = "/newsgroups-classifier"
 #: The ``route`` label of ``POST /`` in the metrics (``GET /``, the index, has ``/``).
