@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -17,9 +18,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from function.cloudevents import errors
 from function.cloudevents.classify import ClassifyOptions, classify_options
-from function.cloudevents.event import CloudEvent, ContentMode
+from function.cloudevents.event import CloudEvent, ContentMode, event_from_attributes
 from function.cloudevents.event_types import CLASSIFY
-from function.cloudevents.http_binding import encode_event, header_value, parse_event
+from function.cloudevents.http_binding import encode_event, header_value, is_json, media_type, parse_event
 from function.errors import InvalidInput
 from tests.helpers import ROOT
 
@@ -256,3 +257,56 @@ def test_the_service_imports_no_cloudevents_sdk() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _published(attribute: str) -> re.Pattern[str]:
+    document = json.loads((ROOT / "openapi.json").read_text())
+    return re.compile(document["definitions"]["ClassifyEvent"]["properties"][attribute]["pattern"])
+
+
+@pytest.mark.parametrize(
+    ("attribute", "values"),
+    [
+        ("id", ["post-17", "a b", "€ 😀", "", "x\n", "\x7f", "a\x85b", " ", "%ff"]),
+        (
+            "time",
+            [
+                "2026-07-01T12:00:00Z",
+                "2026-07-01t12:00:00.123+02:00",
+                "2026-13-01T00:00:00Z",
+                "2026-07-01",
+                "2026-07-01T12:00:00Z\n",
+                "٢٠٢٦-07-01T12:00:00Z",
+                "2026-07-01T24:00:00Z",
+            ],
+        ),
+        ("dataschema", ["https://example.com/s.json", "urn:x", "a:", "no-scheme", "a: b", "1a:x", "a:\u00a0"]),
+        (
+            "datacontenttype",
+            [
+                "application/json",
+                "Application/JSON; charset=utf-8",
+                "text/x+json",
+                "/json",
+                " a/json ",
+                "a/b/x+json",
+                "a/jsonx",
+                "a;/json",
+                "text/plain",
+                "json",
+                "a/ json",
+            ],
+        ),
+    ],
+)
+def test_the_published_patterns_accept_exactly_the_values_the_service_reads(attribute: str, values: list[str]) -> None:
+    """The same values through the pattern ``openapi.json`` publishes and through the service's check."""
+    pattern = _published(attribute)
+    for value in values:
+        attributes = {"specversion": "1.0", "id": "1", "source": "/s", "type": CLASSIFY, attribute: value}
+        try:
+            event = event_from_attributes(attributes)
+            read = attribute != "datacontenttype" or is_json(media_type(event.datacontenttype))
+        except errors.EventError:
+            read = False
+        assert (pattern.search(value) is not None) == read, repr(value)

@@ -16,12 +16,19 @@ OPTIONAL = ("subject", "time", "datacontenttype", "dataschema")
 #: CloudEvents attribute names: lower-case ASCII letters and digits; ``data`` is reserved.
 ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 MAX_EXTENSION_NAME = 20  # a SHOULD of the specification: enforced on the service's own names only
-_FORBIDDEN_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, lone surrogates
-_TIMESTAMP = re.compile(  # RFC 3339 date-time
-    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?"
-    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
+#: What no attribute value may hold: control characters (C0, DEL, C1), as a character class's body.
+#: (No lone surrogate gets this far: the JSON decoder and the strict percent-decoding refuse them.)
+FORBIDDEN = r"\x00-\x1f\x7f-\x9f"
+#: RFC 3339 ``date-time``, ASCII digits only.
+TIMESTAMP = (
+    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
-_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S*")
+#: An absolute URI: a scheme, then no space (and no control character).
+ABSOLUTE_URI = f"[A-Za-z][A-Za-z0-9+.-]*:[^ {FORBIDDEN}]*"
+_FORBIDDEN_CHARACTERS = re.compile(f"[{FORBIDDEN}]")
+_TIMESTAMP = re.compile(TIMESTAMP)
+_ABSOLUTE_URI = re.compile(ABSOLUTE_URI)
 _INTEGER = range(-(2**31), 2**31)
 
 

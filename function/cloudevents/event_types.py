@@ -29,4 +29,4 @@ EVENTS_PATH = "/"
 #: The ``source`` of reply events unless ``EVENT_SOURCE`` says otherwise.
 DEFAULT_SOURCE = "/newsgroups-classifier"
 #: The ``route`` label of ``POST /`` in the metrics (``GET /``, the index, has ``/``).
-METRICS_ROUTE = "/ (cloudevents)"
+EVENTS_ROUTE = "/ (cloudevents)"

@@ -24,7 +24,7 @@ from function.cloudevents.errors import (
     UnsupportedDataType,
     UnsupportedEventFormat,
 )
-from function.cloudevents.event import CloudEvent, ContentMode, EncodedJson, event_from_attributes
+from function.cloudevents.event import FORBIDDEN, CloudEvent, ContentMode, EncodedJson, event_from_attributes
 from function.jsonio import JSON_CONTENT_TYPE, Fragment, JSONDecodeError, dumps, loads
 
 STRUCTURED_JSON = "application/cloudevents+json"
@@ -83,6 +83,11 @@ def encode_event(event: CloudEvent, mode: ContentMode) -> tuple[dict[str, str], 
 def media_type(content_type: str | None) -> str:
     """``type/subtype`` in lower case, parameters left out; empty when there is no Content-Type."""
     return "" if content_type is None else content_type.split(";", 1)[0].strip().lower()
+
+
+#: What ``is_json(media_type(value))`` accepts, as a pattern (for the API documents): a type, ``/``,
+#: a subtype ``json`` or ``...+json`` in any case, parameters after ``;``; no control characters.
+JSON_MEDIA_TYPE = f"[^/;{FORBIDDEN}]*/([^;{FORBIDDEN}]*\\+)?[Jj][Ss][Oo][Nn][ ]*(;[^{FORBIDDEN}]*)?"
 
 
 def is_json(media: str) -> bool:

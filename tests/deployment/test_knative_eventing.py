@@ -133,6 +133,5 @@ def test_knative_itself_applies_without_eventing() -> None:
     assert not kinds & {"Broker", "Trigger"}
 
 
-@pytest.mark.xfail(strict=True, reason="POST / is wired into function/api/routes.py with the handler (issue 25)")
 def test_the_events_path_is_a_post_route_of_the_service() -> None:
     assert ("POST", EVENTS_PATH) in {(method, path) for method, path, _ in ROUTES}
