@@ -16,11 +16,12 @@ from function.api.body import defer_continue
 from function.api.docs import add_docs
 from function.api.documents import committed_documents
 from function.api.headers import RequestIds, served_by
-from function.api.middleware import UNMATCHED, service_middleware
+from function.api.middleware import UNMATCHED, metrics_route, service_middleware
 from function.api.paths import OPENAPI_PATH
 from function.api.routes import ROUTES
-from function.api.state import ACCESS_LOG, BODIES, OPENAPI, REQUEST_IDS, SERVED_BY, BodyBudget
+from function.api.state import ACCESS_LOG, BODIES, EVENT_REPLIES, OPENAPI, REQUEST_IDS, SERVED_BY, BodyBudget
 from function.batching.adaptive import AdaptiveBatcher
+from function.cloudevents.redelivery import RecentReplies
 from function.errors import StartupError
 from function.feedback import PredictionIds
 from function.heap import QUIET_SECONDS, IdleTrim
@@ -45,7 +46,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     """
     info = load_model_info(settings.metadata_path)
     budgets = settings.budgets()
-    routes = [path for _, path, _ in ROUTES] + [UNMATCHED]
+    routes = [*(metrics_route(method, path) for method, path, _ in ROUTES), UNMATCHED]
     metrics = Metrics(info["labels"], routes, info.get("training_data", {}).get("label_counts"))
     metrics.model.info({"name": info["name"], "version": info["version"], "sha256": info["sha256"]})
     if classifier is None:
@@ -66,6 +67,7 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[REQUEST_IDS] = RequestIds()
     app[SERVED_BY] = served_by(info["name"], info["version"], settings.revision)
     app[PREDICTION_IDS] = prediction_ids(settings, info, metrics)
+    app[EVENT_REPLIES] = RecentReplies(settings.event_replies, settings.event_replies_bytes)
     app[ACCESS_LOG] = AccessLogger(logging.getLogger(ACCESS_LOGGER), "") if settings.access_log else None
     for method, path, handler in ROUTES:
         if method == "GET":

@@ -10,6 +10,8 @@ JSON_CONTENT_TYPE = "application/json"
 
 loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError
+#: JSON already encoded, written into a document as it is.
+Fragment = orjson.Fragment
 
 
 def dumps(obj: Any) -> bytes:

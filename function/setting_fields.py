@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import field
 from pathlib import Path
@@ -26,10 +27,19 @@ def setting(
     above: float | None = None,
     choices: Sequence[str] | None = None,
     secret_bytes: int | None = None,
+    pattern: str | None = None,
 ) -> Any:
     """A field read from ``env``; ``secret_bytes``: a secret of at least that many bytes, read from
-    the environment only (never a flag, whose value every process may read) and never printed."""
-    rule = {"minimum": minimum, "maximum": maximum, "above": above, "choices": choices, "secret_bytes": secret_bytes}
+    the environment only (never a flag, whose value every process may read) and never printed;
+    ``pattern``: a regular expression a string must match whole."""
+    rule = {
+        "minimum": minimum,
+        "maximum": maximum,
+        "above": above,
+        "choices": choices,
+        "secret_bytes": secret_bytes,
+        "pattern": pattern,
+    }
     return field(default=default, metadata={"env": env, "doc": doc, **rule}, repr=secret_bytes is None)
 
 
@@ -66,6 +76,8 @@ def check(f: dataclasses.Field[Any], value: Any) -> None:
     where = f"{meta['env']}={value!r}" if not isinstance(value, Path) else f"{meta['env']}={str(value)!r}"
     if meta["choices"] is not None and value not in meta["choices"]:
         raise SettingError(f"{where} must be one of {', '.join(meta['choices'])}")
+    if meta["pattern"] is not None and not re.fullmatch(meta["pattern"], value):
+        raise SettingError(f"{where} must match the regular expression {meta['pattern']}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if not math.isfinite(value):

@@ -15,6 +15,7 @@ from typing import Any
 
 from function.budgets import Budgets, derive
 from function.cgroup import available_cpus, memory_limit
+from function.cloudevents.event_types import DEFAULT_SOURCE
 from function.model_info import METADATA_FILE, MODEL_FILE
 from function.setting_fields import LOG_LEVELS, check, convert, setting
 
@@ -94,6 +95,24 @@ class Settings:
         "FEEDBACK_SEEN_IDS",
         "prediction ids remembered so that feedback counts once (about 86 bytes each)",
         minimum=1,
+    )
+    event_source: str = setting(
+        DEFAULT_SOURCE,
+        "EVENT_SOURCE",
+        "source of the reply events (POST /): a URI-reference, printable ASCII without spaces",
+        pattern=r"[!-~]+",
+    )
+    event_replies: int = setting(
+        10_000,
+        "EVENT_REPLIES",
+        "replies to events remembered, so that a redelivered event gets the same reply; 0 = none",
+        minimum=0,
+    )
+    event_replies_bytes: int = setting(
+        16 * 1024 * 1024,
+        "EVENT_REPLIES_BYTES",
+        "bytes the remembered replies may hold (about 1.2 KB a reply without scores or explanations)",
+        minimum=0,
     )
 
     def __post_init__(self) -> None:

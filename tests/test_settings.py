@@ -21,7 +21,15 @@ def test_settings_come_from_the_environment_and_flags_win() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"PORT": "http"}, {"WORKERS": "-1"}, {"LOG_FORMAT": "xml"}, {"ACCESS_LOG": "maybe"}, {"MAX_BODY_BYTES": "0"}],
+    [
+        {"PORT": "http"},
+        {"WORKERS": "-1"},
+        {"LOG_FORMAT": "xml"},
+        {"ACCESS_LOG": "maybe"},
+        {"MAX_BODY_BYTES": "0"},
+        {"EVENT_SOURCE": "my classifier"},
+        {"EVENT_SOURCE": ""},
+    ],
 )
 def test_bad_settings_are_refused_with_the_variable_name(env: dict[str, str]) -> None:
     with pytest.raises(SystemExit):

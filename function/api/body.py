@@ -42,8 +42,8 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
     """
 
     __slots__ = ("_budget", "_request", "_size")
-    #: The media types accepted; the first is the one a 415 asks for.
-    MEDIA_TYPES: tuple[str, ...] = (JSON_CONTENT_TYPE,)
+    #: The media types accepted; the first is the one a 415 asks for (None: any, decided later).
+    MEDIA_TYPES: tuple[str, ...] | None = (JSON_CONTENT_TYPE,)
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
@@ -55,7 +55,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
         expect = request.headers.get("Expect")
         unread = expect is not None or not request.content.is_eof()
-        if request.content_type not in self.MEDIA_TYPES:
+        if self.MEDIA_TYPES is not None and request.content_type not in self.MEDIA_TYPES:
             detail = (
                 f"the body must be JSON: send the header 'Content-Type: {self.MEDIA_TYPES[0]}' "
                 f"(this request's Content-Type is {request.content_type})"
@@ -87,7 +87,8 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
             self._budget = None
 
     def _decode(self, body: bytes) -> Any:
-        """The body as the handler gets it (``function.api.v2.tensor_body`` splits off binary tensors first)."""
+        """The body as the handler gets it (``function.api.v2.tensor_body`` splits off binary tensors
+        first; ``function.api.events.event_body`` leaves it to the CloudEvents binding)."""
         return _json(body)
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from aiohttp import web
 from aiohttp_apispec import docs, request_schema, response_schema
 
+from function.api.answers import many_answer, one_answer
 from function.api.body import json_body
 from function.api.documentation import BODY_ERRORS, documented_errors
-from function.api.explanations import explanation_json
 from function.api.paths import DOCS_PATH, OPENAPI_PATH, SERVICE_NAME, SWAGGER_PATH, V2_PREFIX
 from function.api.responses import json_response
 from function.api.schemas import (
@@ -22,7 +20,6 @@ from function.api.schemas import (
     ModelSchema,
 )
 from function.api.validation import flag, prediction_text, prediction_texts
-from function.inference.classifier import Prediction
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from function.state import CLASSIFIER, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS
 
@@ -65,10 +62,6 @@ def _options(request: web.Request) -> tuple[bool, bool]:
     return flag(request.query, "scores"), flag(request.query, "explain")
 
 
-def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
-    return {label: float(p) for label, p in zip(labels, prediction.probabilities, strict=True)}
-
-
 @docs(
     tags=["prediction"],
     summary="Classify one text",
@@ -85,15 +78,8 @@ async def prediction(request: web.Request) -> web.Response:
         text = prediction_text(body)
         with_scores, explain = _options(request)
         [result] = await classifier.predict([text], explain)
-    answer: dict[str, object] = {"label": result.label}
     ids = request.app[PREDICTION_IDS]
-    if ids is not None:
-        answer["prediction_id"] = ids.issue_one(result.label)
-    if with_scores:
-        answer["scores"] = _scores(classifier.labels, result)
-    if explain:
-        answer["explanation"] = explanation_json(result.label, result.explanation)
-    return json_response(answer)
+    return json_response(one_answer(result, classifier.labels, ids, scores=with_scores, explain=explain))
 
 
 @docs(
@@ -112,16 +98,8 @@ async def predictions(request: web.Request) -> web.Response:
         texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
         with_scores, explain = _options(request)
         results = await classifier.predict(texts, explain)
-    labels = [r.label for r in results]
-    answer: dict[str, object] = {"labels": labels}
     ids = request.app[PREDICTION_IDS]
-    if ids is not None:
-        answer["prediction_ids"] = ids.issue(labels)
-    if with_scores:
-        answer["scores"] = [_scores(classifier.labels, r) for r in results]
-    if explain:
-        answer["explanations"] = [explanation_json(r.label, r.explanation) for r in results]
-    return json_response(answer)
+    return json_response(many_answer(results, classifier.labels, ids, scores=with_scores, explain=explain))
 
 
 @docs(tags=["operations"], summary="Where to start: links to the docs, the model and the metrics", operationId="index")

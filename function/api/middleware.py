@@ -15,6 +15,7 @@ from function.api.headers import TRACEPARENT, trace_id_of
 from function.api.paths import V2_PREFIX
 from function.api.responses import error_response, json_response
 from function.api.state import ACCESS_LOG, REQUEST_IDS, SERVED_BY
+from function.cloudevents.event_types import EVENTS_PATH, EVENTS_ROUTE
 from function.errors import ClientDisconnected, FeedbackError, InvalidInput, Rejected, ServiceError
 from function.state import LIFECYCLE, METRICS, SETTINGS
 
@@ -23,9 +24,18 @@ UNMATCHED = "unmatched"
 
 
 def route_template(request: web.Request) -> str:
-    """The route's template (never the raw path, whose values are unbounded)."""
+    """The route's template (never the raw path, whose values are unbounded), as the metrics name it."""
     resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED
+    return metrics_route(request.method, resource.canonical) if resource is not None else UNMATCHED
+
+
+def metrics_route(method: str, template: str) -> str:
+    """The ``route`` label: the template, but for the events ``POST /`` (``GET /`` is the index)."""
+    return EVENTS_ROUTE if template == EVENTS_PATH and method == "POST" else template
+
+
+def _events(request: web.Request) -> bool:
+    return request.path == EVENTS_PATH and request.method == "POST"
 
 
 def _answer(v2: bool, status: int, code: str, detail: str, headers: dict[str, str] | None) -> web.Response:
@@ -57,8 +67,9 @@ def _what_next(request: web.Request, exc: web.HTTPException, allowed: str) -> st
 def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Response:
     headers = {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)} if exc.retry else None
     v2 = request.path.startswith(V2_PREFIX)
-    # NOTE: an invalid request is 405 by the challenge's contract, 400 by the Open Inference Protocol's.
-    status = 400 if v2 and isinstance(exc, InvalidInput) else exc.status
+    # NOTE: an invalid request is 405 by the challenge's contract, 400 by the Open Inference Protocol's
+    # and for events (Knative retries no 400, and a 405 would say the method is wrong).
+    status = 400 if isinstance(exc, InvalidInput) and (v2 or _events(request)) else exc.status
     response = _answer(v2, status, exc.error, exc.detail, headers)
     if exc.close:
         response.force_close()

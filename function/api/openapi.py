@@ -23,12 +23,13 @@ from typing import Any
 from aiohttp_apispec import setup_aiohttp_apispec
 
 from function.app import create_app
-from function.jsonio import dumps_pretty
+from function.jsonio import JSON_CONTENT_TYPE, dumps_pretty
 from function.settings import Settings
 from function.state import MODEL_INFO
 
 OPENAPI_VERSION = "3.0.3"
 _BINARY_BODY = "application/octet-stream"
+_JSON = JSON_CONTENT_TYPE
 
 TITLE = "Prediction API"
 API_VERSION = "1.1.0"
@@ -106,8 +107,8 @@ def to_openapi3(swagger: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _operation3(operation: dict[str, Any]) -> dict[str, Any]:
-    consumes = operation.pop("consumes", ["application/json"])
-    produces = operation.pop("produces", ["application/json"])
+    consumes = operation.pop("consumes", [_JSON])
+    produces = operation.pop("produces", [_JSON])
     parameters = []
     for parameter in operation.pop("parameters", []):
         if parameter["in"] == "body":
@@ -126,13 +127,16 @@ def _operation3(operation: dict[str, Any]) -> dict[str, Any]:
     for status, response in operation["responses"].items():
         schema = response.pop("schema", None)
         response.pop("required", None)
-        if schema is not None:
-            # NOTE: binary tensors answer only a success; every error is JSON.
-            binary = status.startswith("2") and _BINARY_BODY in produces
+        if schema is not None and not status.startswith("2"):
+            response["content"] = {_JSON: {"schema": schema}}  # every error is JSON
+        elif schema is not None:
+            # NOTE: a success in the first media type (an event answers structured events as one),
+            # and binary tensors too where the operation answers them.
+            binary = _BINARY_BODY in produces
             response["content"] = {produces[0]: {"schema": schema}} | (
                 {_BINARY_BODY: {"schema": {"type": "string", "format": "binary"}}} if binary else {}
             )
-        elif produces != ["application/json"]:
+        elif produces != [_JSON]:
             response["content"] = {produces[0]: {"schema": {"type": "string"}}}
     return operation
 

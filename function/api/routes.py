@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from aiohttp.typedefs import Handler
 
-from function.api import documents, feedback, handlers, health, v2
+from function.api import documents, events, feedback, handlers, health, v2
 from function.api.paths import OPENAPI_PATH, SWAGGER_PATH
+from function.cloudevents.event_types import EVENTS_PATH
 
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/", handlers.index),
+    ("POST", EVENTS_PATH, events.cloudevent),
     ("POST", "/prediction", handlers.prediction),
     ("POST", "/predictions", handlers.predictions),
     ("POST", "/feedback", feedback.feedback),

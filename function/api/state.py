@@ -10,6 +10,7 @@ from aiohttp import web
 
 from function.api.access_log import AccessLogger
 from function.api.headers import RequestIds
+from function.cloudevents.redelivery import RecentReplies
 
 
 class BodyBudget:
@@ -38,3 +39,5 @@ REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 OPENAPI = web.AppKey("openapi", dict[str, bytes])
 #: Which model and revision answer: headers added to every answer, and fields of every access line.
 SERVED_BY = web.AppKey("served_by", dict[str, str])
+#: The replies given to the last events (``POST /``), for their redeliveries.
+EVENT_REPLIES = web.AppKey("event_replies", RecentReplies)

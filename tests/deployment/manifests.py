@@ -23,7 +23,15 @@ from tests.helpers import ROOT
 
 KNATIVE = ROOT / "knative"
 KUBERNETES = KNATIVE / "kubernetes"
-KNATIVE_SCHEMA = ROOT / "tests" / "schemas" / "knative-service.schema.json"
+EVENTING = KNATIVE / "eventing"
+SCHEMAS = ROOT / "tests" / "schemas"
+KNATIVE_SCHEMA = SCHEMAS / "knative-service.schema.json"
+#: The schema of each kind of Knative resource, from the CRDs (the "x-knative-source" in each).
+CRD_SCHEMAS = {
+    "Service": KNATIVE_SCHEMA,
+    "Broker": SCHEMAS / "knative-broker.schema.json",
+    "Trigger": SCHEMAS / "knative-trigger.schema.json",
+}
 #: What a probe or a scraper may ask for.
 GET_PATHS = {path for method, path, _ in ROUTES if method == "GET"}
 
@@ -101,8 +109,9 @@ def strict(schema: Any) -> Any:
 
 
 def schema_errors(document: dict[str, Any]) -> list[str]:
-    """What the Knative Service CRD schema, made strict, finds wrong in ``document``."""
-    schema = strict(json.loads(KNATIVE_SCHEMA.read_text()))
+    """What the CRD schema of the document's kind (a Knative Service by default), made strict, finds
+    wrong in ``document``."""
+    schema = strict(json.loads(CRD_SCHEMAS[document.get("kind", "Service")].read_text()))
     jsonschema.Draft7Validator.check_schema(schema)
     errors = jsonschema.Draft7Validator(schema).iter_errors(document)
     return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment.manifests import KNATIVE, KUBERNETES, yaml_documents
+from tests.deployment.manifests import EVENTING, KNATIVE, KUBERNETES, yaml_documents
 
 
-@pytest.mark.parametrize("folder", [KNATIVE, KUBERNETES])
+@pytest.mark.parametrize("folder", [KNATIVE, KUBERNETES, EVENTING])
 def test_each_kustomization_lists_every_manifest_beside_it(folder: Path) -> None:
     (kustomization,) = yaml_documents(folder / "kustomization.yaml")
     manifests = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}

@@ -29,10 +29,10 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = int(os.environ.get("E2E_EXAMPLES", "300"))
 #: Operations whose only input is the request body (and a boolean flag): these get the examples.
-BODY_OPERATIONS = ("POST /prediction", "POST /predictions")
+BODY_OPERATIONS = ("POST /prediction", "POST /predictions", "POST /")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 DOCUMENTS = ("/openapi.json", "/openapi3.json")
-OPERATIONS = 17  # every documented operation: 8 of the service's own, 9 of the Open Inference Protocol
+OPERATIONS = 18  # every documented operation: 9 of the service's own (POST /: events), 9 of V2
 RUN_TIMEOUT = 600
 
 
