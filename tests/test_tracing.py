@@ -242,26 +242,27 @@ SMALL_QUEUE = {
 }
 
 
-def record_many(tracer: Tracer, count: int) -> float:
-    """Record ``count`` requests as fast as possible; the slowest single call, in seconds."""
-    slowest = 0.0
-    t0 = time.monotonic()
+def assert_record_never_waits(tracer: Tracer, count: int) -> None:
+    """Record ``count`` requests as fast as possible: none waits for the network (a hung POST waits 10 s),
+    and on average each costs microseconds (a bound loose enough for a shared machine)."""
+    slowest, t0 = 0.0, time.monotonic()
     for _ in range(count):
         started = time.perf_counter()
         tracer.record(**request(t0))  # type: ignore[arg-type]
         slowest = max(slowest, time.perf_counter() - started)
-    return slowest
+    average = (time.monotonic() - t0) / count
+    assert slowest < 0.2, f"a record() call took {slowest * 1000:.1f} ms"
+    assert average < 50e-6, f"record() took {average * 1e6:.1f} µs on average"
 
 
 def test_a_dead_collector_costs_dropped_spans_only(tracers: list[Tracer]) -> None:
     tracer = start(tracers, f"http://127.0.0.1:{free_port()}", **SMALL_QUEUE)
-    slowest = record_many(tracer, 3000)
+    assert_record_never_waits(tracer, 3000)
     time.sleep(0.3)
     started = time.monotonic()
     tracer.shutdown(2.0)
     took = time.monotonic() - started
     counts = tracer.counts()
-    assert slowest < 0.05, f"a record() call took {slowest * 1000:.1f} ms"  # never waits for the network
     assert counts.exported == 0
     assert counts.dropped_queue_full + counts.dropped_export_failed == 3000 * 5
     assert counts.dropped_export_failed > 0  # it was tried
@@ -272,14 +273,13 @@ def test_a_hung_collector_costs_dropped_spans_and_shutdown_keeps_its_bound(trace
     with hung_collector() as collector:
         port = collector.getsockname()[1]
         tracer = start(tracers, f"http://127.0.0.1:{port}", **SMALL_QUEUE)
-        slowest = record_many(tracer, 3000)
+        assert_record_never_waits(tracer, 3000)
         time.sleep(0.3)  # the first batch is posted, and waits for an answer (10 s, the default timeout)
         started = time.monotonic()
         tracer.shutdown(1.0)
         took = time.monotonic() - started
         assert 0.9 < took < 1.5
         counts = tracer.counts()
-        assert slowest < 0.05, f"a record() call took {slowest * 1000:.1f} ms"
         assert counts.exported == 0
         assert counts.dropped_queue_full + counts.dropped_export_failed == 3000 * 5
         deadline = time.monotonic() + 2.0  # the abandoned POST was aborted: the thread ends and closes its socket

@@ -201,3 +201,7 @@ def test_every_variable_listed_is_read(name: str) -> None:
     except SettingError as exc:
         changed = str(exc).startswith(name)
     assert changed
+
+
+def test_a_disabled_configuration_is_not_checked() -> None:
+    assert tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "nonsense", "OTEL_SDK_DISABLED": "true"}) is None

@@ -62,9 +62,9 @@ def tracing_config(environ: Mapping[str, str], resource: Mapping[str, str] | Non
     and then ``OTEL_SERVICE_NAME`` override.
     """
     env = {name: value.strip() for name, value in environ.items() if name.startswith("OTEL_") and value.strip()}
-    endpoint = _endpoint(env)
-    if endpoint is None or _disabled(env):
+    if _either(env, "ENDPOINT") not in env or _disabled(env):
         return None
+    endpoint = _endpoint(env)
     _check_choice(env, _either(env, "PROTOCOL"), ("http/protobuf",))
     compression = _either(env, "COMPRESSION")
     _check_choice(env, compression, ("gzip", "none"))
@@ -97,13 +97,11 @@ def _either(env: Mapping[str, str], suffix: str) -> str:
     return _TRACES + suffix if _TRACES + suffix in env else _OTLP + suffix
 
 
-def _endpoint(env: Mapping[str, str]) -> str | None:
+def _endpoint(env: Mapping[str, str]) -> str:
     """The traces URL: the traces-specific one as it is (``/`` for no path), else the generic one with
     ``/v1/traces`` appended to its path."""
     name = _either(env, "ENDPOINT")
-    url = env.get(name)
-    if url is None:
-        return None
+    url = env[name]
     parts = urllib.parse.urlsplit(url)
     try:
         parts.port  # noqa: B018 (raises for a port that is not a number in range)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 AttributeValue = str | bool | int | float
@@ -25,11 +25,11 @@ Record = tuple[
 METHODS = frozenset(("CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"))
 _CACHE_LIMIT = 4096  # cached encodings (routes, statuses, names: few; extra attribute values: maybe many)
 _TIMES = struct.Struct("<BQBQ").pack  # start_time_unix_nano = 7, end_time_unix_nano = 8: fixed64
-_FLAGS = struct.Struct("<BBI").pack  # flags = 16: fixed32 (tag 0x85 0x01)
 _SERVER, _INTERNAL = b"\x30\x02", b"\x30\x01"  # kind = 6: SPAN_KIND_SERVER, SPAN_KIND_INTERNAL
 _ERROR = b"\x7a\x02\x18\x02"  # status = 15 { code = 3: STATUS_CODE_ERROR }
-_SAMPLED, _HAS_IS_REMOTE, _IS_REMOTE = 0x01, 0x100, 0x200  # W3C trace flags, then SpanFlags
-_T = TypeVar("_T")
+# flags = 16 (fixed32, tag 0x85 0x01): sampled (W3C trace flags), SpanFlags HAS_IS_REMOTE, IS_REMOTE
+_LOCAL_FLAGS, _REMOTE_FLAGS = b"\x85\x01" + struct.pack("<I", 0x101), b"\x85\x01" + struct.pack("<I", 0x301)
+_K = TypeVar("_K")
 
 
 def _varint(n: int) -> bytes:
@@ -70,90 +70,92 @@ class Encoder:
     def __init__(self, resource: Iterable[tuple[str, str]], scope_version: str = "") -> None:
         self._resource = _field(1, b"".join(key_value(k, v, 1) for k, v in resource))  # ResourceSpans.resource
         self._scope = _field(1, _field(1, b"function") + _field(2, scope_version.encode()))  # ScopeSpans.scope
-        self._cache: dict[object, bytes] = {}
+        self._heads: dict[tuple[str, str | None, int], bytes] = {}  # name, kind, method, route, status
+        self._paths: dict[str, bytes] = {}
+        self._phases: dict[str, bytes] = {}  # name and kind
+        self._extras: dict[tuple[str, type, AttributeValue], bytes] = {}
         self._random = random.Random()
 
     def encode(self, records: Sequence[Record], offset_ns: int) -> bytes:
         """``offset_ns``: ``time.time_ns() - time.monotonic_ns()``, which turns the records' times to Unix time."""
         spans: list[bytes] = []
-        new_ids = self._random.randbytes
+        append, new_ids = spans.append, self._random.randbytes
+        heads, paths, phase_names = self._heads, self._paths, self._phases
         for trace_id, parent_id, span_id, method, route, path, status, started, ended, phases, extra in records:
             trace = b"\x0a\x10" + (bytes.fromhex(trace_id) if trace_id else new_ids(16))
-            server_id = bytes.fromhex(span_id) if span_id else new_ids(8)
-            attributes = [
-                self._cached(("method", method), _method_attributes, method),
-                key_value("url.path", path),
-                self._cached(("route", route), _route_attribute, route),
-                self._cached(("status", status), _status_attributes, status),
-            ]
-            attributes += [self._cached(("extra", *kv, type(kv[1])), _extra_attribute, kv) for kv in extra]
-            flags = _SAMPLED | _HAS_IS_REMOTE | _IS_REMOTE if parent_id else _SAMPLED | _HAS_IS_REMOTE
+            server_id = b"\x12\x08" + (bytes.fromhex(span_id) if span_id else new_ids(8))
+            head = heads.get((method, route, status)) or self._head(method, route, status)
             body = b"".join(
                 (
                     trace,
-                    b"\x12\x08" + server_id,
-                    (b"\x22\x08" + bytes.fromhex(parent_id)) if parent_id else b"",
-                    self._cached(("name", method, route), _span_name, (method, route)),
-                    _SERVER,
+                    server_id,
+                    (b"\x22\x08" + bytes.fromhex(parent_id) + _REMOTE_FLAGS) if parent_id else _LOCAL_FLAGS,
                     _TIMES(0x39, int(started * 1e9) + offset_ns, 0x41, int(ended * 1e9) + offset_ns),
-                    *attributes,
-                    _ERROR if status >= 500 else b"",
-                    _FLAGS(0x85, 0x01, flags),
+                    head,
+                    paths.get(path) or self._path(path),
+                    b"".join([self._extra(kv) for kv in extra]) if extra else b"",
                 )
             )
-            spans.append(_field(2, body))  # ScopeSpans.spans
-            child_ids = new_ids(8 * len(phases))
-            parent = b"\x22\x08" + server_id
+            append(_frame(body))  # ScopeSpans.spans
+            if not phases:
+                continue
+            ids = new_ids(8 * len(phases))
+            head = trace + b"\x12\x08"  # trace_id, then span_id's tag
+            parent = b"\x22\x08" + server_id[2:]
             for i, (name, start, end) in enumerate(phases):
                 body = b"".join(
                     (
-                        trace,
-                        b"\x12\x08" + child_ids[8 * i : 8 * i + 8],
+                        head,
+                        ids[8 * i : 8 * i + 8],
                         parent,
-                        self._cached(("phase", name), _phase_name, name),
-                        _INTERNAL,
+                        phase_names.get(name) or self._phase(name),
                         _TIMES(0x39, int(start * 1e9) + offset_ns, 0x41, int(end * 1e9) + offset_ns),
-                        _FLAGS(0x85, 0x01, _SAMPLED | _HAS_IS_REMOTE),
                     )
                 )
-                spans.append(_field(2, body))
+                append(_frame(body))
         scope_spans = _field(2, self._scope + b"".join(spans))  # ResourceSpans.scope_spans
         return _field(1, self._resource + scope_spans)  # ExportTraceServiceRequest.resource_spans
 
-    def _cached(self, key: object, make: Callable[[_T], bytes], argument: _T) -> bytes:
-        encoded = self._cache.get(key)
-        if encoded is None:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            encoded = self._cache[key] = make(argument)
-        return encoded
+    def _head(self, method: str, route: str | None, status: int) -> bytes:
+        """What a server span's encoding shares with every other of its route, method and status."""
+        named = method if method in METHODS else "HTTP"
+        encoded = b"".join(
+            (
+                _field(5, (f"{named} {route}" if route else named).encode()),  # name
+                _SERVER,
+                _method_attributes(method),
+                b"" if route is None else key_value("http.route", route),
+                key_value("http.response.status_code", status),
+                (key_value("error.type", str(status)) + _ERROR) if status >= 500 else b"",
+            )
+        )
+        return _remember(self._heads, (method, route, status), encoded)
+
+    def _path(self, path: str) -> bytes:
+        return _remember(self._paths, path, key_value("url.path", path))
+
+    def _phase(self, name: str) -> bytes:
+        return _remember(self._phases, name, _field(5, name.encode()) + _INTERNAL + _LOCAL_FLAGS)
+
+    def _extra(self, kv: tuple[str, AttributeValue]) -> bytes:
+        key = (kv[0], type(kv[1]), kv[1])  # 1 and True are equal keys, not equal encodings
+        return self._extras.get(key) or _remember(self._extras, key, key_value(*kv))
+
+
+def _remember(cache: dict[_K, bytes], key: _K, encoded: bytes) -> bytes:
+    if len(cache) >= _CACHE_LIMIT:  # unbounded values (paths of unmatched routes): start again
+        cache.clear()
+    cache[key] = encoded
+    return encoded
+
+
+def _frame(span: bytes) -> bytes:
+    """A span as ``ScopeSpans.spans`` (field 2)."""
+    size = len(span)
+    return b"\x12" + (bytes((size,)) if size < 0x80 else _varint(size)) + span
 
 
 def _method_attributes(method: str) -> bytes:
     if method in METHODS:
         return key_value("http.request.method", method)
     return key_value("http.request.method", "_OTHER") + key_value("http.request.method_original", method)
-
-
-def _route_attribute(route: str | None) -> bytes:
-    return b"" if route is None else key_value("http.route", route)
-
-
-def _status_attributes(status: int) -> bytes:
-    encoded = key_value("http.response.status_code", status)
-    return encoded + key_value("error.type", str(status)) if status >= 500 else encoded
-
-
-def _extra_attribute(kv: tuple[str, AttributeValue]) -> bytes:
-    return key_value(*kv)
-
-
-def _span_name(method_route: tuple[str, str | None]) -> bytes:
-    """``{method} {route}`` (semantic conventions): ``HTTP`` for a method not named, no route when unmatched."""
-    method, route = method_route
-    method = method if method in METHODS else "HTTP"
-    return _field(5, (f"{method} {route}" if route else method).encode())
-
-
-def _phase_name(name: str) -> bytes:
-    return _field(5, name.encode())
