@@ -115,3 +115,24 @@ def hung_collector() -> socket.socket:
     listener.bind((HOST, 0))
     listener.listen(64)
     return listener
+
+
+def tree(spans: list[Span]) -> str:
+    """The spans as an indented tree with durations, children in start order (for reports and failures)."""
+    ids = {span.span_id for span in spans}
+    children: dict[bytes, list[Span]] = {}
+    for span in spans:
+        children.setdefault(span.parent_span_id, []).append(span)
+    lines: list[str] = []
+
+    def walk(span: Span, depth: int) -> None:
+        took = (span.end_time_unix_nano - span.start_time_unix_nano) / 1e6
+        parent = span.parent_span_id.hex() or "-"
+        lines.append(f"{'  ' * depth}{span.name}  {took:.3f} ms  span {span.span_id.hex()} parent {parent}")
+        for child in sorted(children.get(span.span_id, []), key=lambda c: c.start_time_unix_nano):
+            walk(child, depth + 1)
+
+    for span in spans:
+        if span.parent_span_id not in ids:
+            walk(span, 0)
+    return "\n".join(lines)

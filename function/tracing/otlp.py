@@ -100,12 +100,12 @@ class Encoder:
             if not phases:
                 continue
             ids = new_ids(8 * len(phases))
-            head = trace + b"\x12\x08"  # trace_id, then span_id's tag
+            ids_follow = trace + b"\x12\x08"  # trace_id, then span_id's tag
             parent = b"\x22\x08" + server_id[2:]
             for i, (name, start, end) in enumerate(phases):
                 body = b"".join(
                     (
-                        head,
+                        ids_follow,
                         ids[8 * i : 8 * i + 8],
                         parent,
                         phase_names.get(name) or self._phase(name),
