@@ -30,6 +30,7 @@ _ERROR = b"\x7a\x02\x18\x02"  # status = 15 { code = 3: STATUS_CODE_ERROR }
 # flags = 16 (fixed32, tag 0x85 0x01): sampled (W3C trace flags), SpanFlags HAS_IS_REMOTE, IS_REMOTE
 _LOCAL_FLAGS, _REMOTE_FLAGS = b"\x85\x01" + struct.pack("<I", 0x101), b"\x85\x01" + struct.pack("<I", 0x301)
 _K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def _varint(n: int) -> bytes:
@@ -72,7 +73,7 @@ class Encoder:
         self._scope = _field(1, _field(1, b"function") + _field(2, scope_version.encode()))  # ScopeSpans.scope
         self._heads: dict[tuple[str, str | None, int], bytes] = {}  # name, kind, method, route, status
         self._paths: dict[str, bytes] = {}
-        self._phases: dict[str, bytes] = {}  # name and kind
+        self._phases: dict[str, tuple[bytes, bytes]] = {}  # a child span's frame, and its name, kind and flags
         self._extras: dict[tuple[str, type, AttributeValue], bytes] = {}
         self._random = random.Random()
 
@@ -103,16 +104,19 @@ class Encoder:
             ids_follow = trace + b"\x12\x08"  # trace_id, then span_id's tag
             parent = b"\x22\x08" + server_id[2:]
             for i, (name, start, end) in enumerate(phases):
-                body = b"".join(
-                    (
-                        ids_follow,
-                        ids[8 * i : 8 * i + 8],
-                        parent,
-                        phase_names.get(name) or self._phase(name),
-                        _TIMES(0x39, int(start * 1e9) + offset_ns, 0x41, int(end * 1e9) + offset_ns),
+                frame, named = phase_names.get(name) or self._phase(name)
+                append(
+                    b"".join(
+                        (
+                            frame,
+                            ids_follow,
+                            ids[8 * i : 8 * i + 8],
+                            parent,
+                            named,
+                            _TIMES(0x39, int(start * 1e9) + offset_ns, 0x41, int(end * 1e9) + offset_ns),
+                        )
                     )
                 )
-                append(_frame(body))
         scope_spans = _field(2, self._scope + b"".join(spans))  # ResourceSpans.scope_spans
         return _field(1, self._resource + scope_spans)  # ExportTraceServiceRequest.resource_spans
 
@@ -134,15 +138,18 @@ class Encoder:
     def _path(self, path: str) -> bytes:
         return _remember(self._paths, path, key_value("url.path", path))
 
-    def _phase(self, name: str) -> bytes:
-        return _remember(self._phases, name, _field(5, name.encode()) + _INTERNAL + _LOCAL_FLAGS)
+    def _phase(self, name: str) -> tuple[bytes, bytes]:
+        """A child span's ``ScopeSpans.spans`` tag and length (its name fixes it), and its name, kind and flags."""
+        named = _field(5, name.encode()) + _INTERNAL + _LOCAL_FLAGS
+        frame = b"\x12" + _varint(20 + 8 + 10 + len(named) + 18)  # trace_id, span_id, parent_span_id, ..., times
+        return _remember(self._phases, name, (frame, named))
 
     def _extra(self, kv: tuple[str, AttributeValue]) -> bytes:
         key = (kv[0], type(kv[1]), kv[1])  # 1 and True are equal keys, not equal encodings
         return self._extras.get(key) or _remember(self._extras, key, key_value(*kv))
 
 
-def _remember(cache: dict[_K, bytes], key: _K, encoded: bytes) -> bytes:
+def _remember(cache: dict[_K, _V], key: _K, encoded: _V) -> _V:
     if len(cache) >= _CACHE_LIMIT:  # unbounded values (paths of unmatched routes): start again
         cache.clear()
     cache[key] = encoded
