@@ -21,6 +21,7 @@ from function.api.schemas import (
     IndexSchema,
     ModelSchema,
 )
+from function.api.state import TIMINGS, TRACER
 from function.api.validation import flag, prediction_text, prediction_texts
 from function.inference.classifier import Prediction
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -80,13 +81,14 @@ def _scores(labels: Sequence[str], prediction: Prediction) -> dict[str, float]:
 @response_schema(ApiResponseSchema, 200, description="Successful prediction")
 @_errors
 async def prediction(request: web.Request) -> web.Response:
-    classifier = request.app[CLASSIFIER]
+    app = request.app
+    classifier = app[CLASSIFIER]
     async with json_body(request) as body:
         text = prediction_text(body)
         with_scores, explain = _options(request)
-        [result] = await classifier.predict([text], explain)
+        [result] = await classifier.predict([text], explain, None if app[TRACER] is None else request[TIMINGS])
     answer: dict[str, object] = {"label": result.label}
-    ids = request.app[PREDICTION_IDS]
+    ids = app[PREDICTION_IDS]
     if ids is not None:
         answer["prediction_id"] = ids.issue_one(result.label)
     if with_scores:
@@ -107,14 +109,15 @@ async def prediction(request: web.Request) -> web.Response:
 @response_schema(BatchResponseSchema, 200, description="One label per text, in order")
 @_errors
 async def predictions(request: web.Request) -> web.Response:
-    classifier = request.app[CLASSIFIER]
+    app = request.app
+    classifier = app[CLASSIFIER]
     async with json_body(request) as body:
-        texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
+        texts = prediction_texts(body, app[SETTINGS].max_batch_items)
         with_scores, explain = _options(request)
-        results = await classifier.predict(texts, explain)
+        results = await classifier.predict(texts, explain, None if app[TRACER] is None else request[TIMINGS])
     labels = [r.label for r in results]
     answer: dict[str, object] = {"labels": labels}
-    ids = request.app[PREDICTION_IDS]
+    ids = app[PREDICTION_IDS]
     if ids is not None:
         answer["prediction_ids"] = ids.issue(labels)
     if with_scores:

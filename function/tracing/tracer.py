@@ -96,6 +96,11 @@ class Tracer:
         if len(queue) == self._batch_size:
             self._wake.set()
 
+    def samples_root(self, trace_id: str) -> bool:
+        """Whether ``record`` keeps a request that started trace ``trace_id`` (no caller): the sampled flag
+        of its answer's ``traceparent``."""
+        return self._ratio >= 1.0 or self._keeps_root(trace_id)
+
     def _keeps_root(self, trace_id: str | None) -> bool:
         if trace_id is None:  # its trace id is drawn later: an independent draw is as good
             return random.random() < self._ratio
