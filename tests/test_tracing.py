@@ -401,3 +401,17 @@ def test_with_tracing_off_only_the_configuration_is_imported() -> None:
         "function.tracing.otlp",
         "function.tracing.tracer",
     ]
+
+
+async def test_a_root_is_sampled_as_its_answer_says(tracers: list[Tracer]) -> None:
+    """``samples_root``: the sampled flag of a trace the service starts, the same decision ``record`` makes."""
+    async with OtlpReceiver() as receiver:
+        tracer = start(tracers, receiver.url, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5")
+        t0 = time.monotonic()
+        traces = [f"{i:018x}{(i * 0x9E3779B97F4A7C15) % (1 << 56):014x}" for i in range(1, 41)]
+        for trace in traces:
+            tracer.record(trace, None, SPAN, None, "GET", "/x", "/x", 200, t0, t0 + MS)
+        await asyncio.to_thread(tracer.shutdown, 5.0)  # what is queued is sent; the receiver answers meanwhile
+    kept = {span.trace_id.hex() for span in receiver.spans}
+    assert kept == {trace for trace in traces if tracer.samples_root(trace)}
+    assert 0 < len(kept) < len(traces)

@@ -145,6 +145,14 @@ async def test_each_request_is_a_server_span_of_its_callers_trace_with_its_phase
     assert counts[("textclf_trace_spans_dropped_total", "queue_full")] == 0
     assert counts[("textclf_trace_spans_dropped_total", "export_failed")] == 0
     assert any(line["message"] == f"traces: each request's spans go to {receiver.url}/v1/traces" for line in lines)
+    model = json.loads((ROOT / "model" / "model.json").read_text())
+    assert attributes(receiver.posts[0].request.resource_spans[0].resource) == {
+        "service.name": "newsgroups-classifier",
+        "service.version": model["version"],
+        "textclf.model.name": model["name"],
+        "telemetry.sdk.name": "function.tracing",
+        "telemetry.sdk.language": "python",
+    }
 
     for trace, answer, route, texts in (
         (CALLER_TRACE, one, "/prediction", 1),
