@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench bench-smoke soak e2e clean bench-explain lock bench-drain bench-feedback bench-canary
+.PHONY: run test lint pytest train distill bench-pareto bench-percall openapi swagger-ui container-test bench-model bench-memory bench-deadline bench-curve bench bench-smoke soak e2e clean bench-explain lock bench-drain bench-feedback bench-canary bench-tracing
 
 # NOTE: setuptools goes, as the image (Dockerfile) has none: nothing here needs it, and the tests
 # then run the service with what the image holds.
@@ -137,6 +137,10 @@ bench-canary: $(DEV)
 ## bench-feedback: POST /feedback throughput at 64 connections, each request a fresh id, needs wrk (bench/out/FEEDBACK.md, ~1 min)
 bench-feedback: $(DEV)
 	$(BIN)/python -m bench.feedback
+
+## bench-tracing: what OpenTelemetry spans cost: record() on the event loop, encode + POST in the export thread, a paced run (bench/out/TRACING.md, ~1 min)
+bench-tracing: $(DEV)
+	$(BIN)/python -m bench.tracing
 
 ## bench: service benchmark, 3-5 min, needs wrk (bench/RESULTS.md, bench/results.png)
 bench: $(DEV)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from function.__main__ import main
 from function.command_line import parse_command_line
-from function.inference.classifier import Prediction
+from function.inference.classifier import Prediction, Timings
 from function.model_info import load_model_info
 
 
@@ -43,7 +43,9 @@ class ConstantClassifier:
     async def stop(self, grace: float) -> None:
         self._running = False
 
-    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]:
+    async def predict(
+        self, texts: Sequence[str], explain: bool = False, timings: Timings | None = None
+    ) -> list[Prediction]:
         return [self._answer] * len(texts)
 
 

@@ -24,7 +24,7 @@ import socket
 import sys
 from typing import TYPE_CHECKING
 
-from function.command_line import parse_command_line
+from function.command_line import parse_startup
 from function.errors import StartupError
 from function.parallel.forkserver import start_forkserver
 from function.reaper import orphans_reaped_as_init
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from function.inference.classifier import Classifier
+    from function.tracing.config import TracingConfig
 
 log = logging.getLogger("function.serve")
 PROG = "python -m function"
@@ -45,7 +46,7 @@ def main(classifier: Classifier | None = None) -> int:
     remember_stop_signals()  # again, for a caller of main() (bench.constant)
     if stop_requested() is not None:  # during the imports
         return 0
-    settings = parse_command_line(None, os.environ)
+    settings, tracing = parse_startup(None, os.environ)
     try:
         listener = bind(settings)
     except StartupError as exc:
@@ -53,10 +54,16 @@ def main(classifier: Classifier | None = None) -> int:
         return 2
     descriptors = raise_descriptor_limit()
     with orphans_reaped_as_init():
-        return start(settings, listener, descriptors, classifier)
+        return start(settings, listener, descriptors, classifier, tracing)
 
 
-def start(settings: Settings, listener: socket.socket, descriptors: int, classifier: Classifier | None) -> int:
+def start(
+    settings: Settings,
+    listener: socket.socket,
+    descriptors: int,
+    classifier: Classifier | None,
+    tracing: TracingConfig | None = None,
+) -> int:
     """The forkserver, the app, then serve: the exit code (1 when the model cannot be served)."""
     if classifier is None:
         start_forkserver()
@@ -67,7 +74,7 @@ def start(settings: Settings, listener: socket.socket, descriptors: int, classif
 
     configure_logging(settings.log_format, settings.log_level)
     try:
-        app = create_app(settings, classifier)
+        app = create_app(settings, classifier, tracing)
     except StartupError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,7 +19,8 @@ from function.api.headers import RequestIds, served_by
 from function.api.middleware import UNMATCHED, metrics_route, service_middleware
 from function.api.paths import OPENAPI_PATH
 from function.api.routes import ROUTES
-from function.api.state import ACCESS_LOG, BODIES, EVENT_REPLIES, OPENAPI, REQUEST_IDS, SERVED_BY, BodyBudget
+from function.api.spans import add_tracer
+from function.api.state import ACCESS_LOG, BODIES, EVENT_REPLIES, OPENAPI, REQUEST_IDS, SERVED_BY, TRACER, BodyBudget
 from function.batching.adaptive import AdaptiveBatcher
 from function.cloudevents.redelivery import RecentReplies
 from function.errors import StartupError
@@ -34,15 +35,21 @@ from function.parallel.pool import WorkerPool
 from function.settings import Settings
 from function.state import CLASSIFIER, LIFECYCLE, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS, Lifecycle
 
+if TYPE_CHECKING:
+    from function.tracing.config import TracingConfig
+
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, classifier: Classifier | None = None) -> web.Application:
+def create_app(
+    settings: Settings, classifier: Classifier | None = None, tracing: TracingConfig | None = None
+) -> web.Application:
     """Build the application; the classifier starts in a cleanup context when the app starts.
 
     ``classifier`` replaces the onnxruntime pool (the benchmark's HTTP-only ceiling uses a
     constant one); by default the pool serves the model in ``settings.model_dir``, whose bytes
-    are read and checked against ``model.json`` here, once.
+    are read and checked against ``model.json`` here, once. ``tracing``: where each request's
+    spans go (``function.command_line.parse_startup``); None: tracing off, nothing of it runs.
     """
     info = load_model_info(settings.metadata_path)
     budgets = settings.budgets()
@@ -64,7 +71,8 @@ def create_app(settings: Settings, classifier: Classifier | None = None) -> web.
     app[BODIES] = bodies = BodyBudget(budgets.body_bytes)
     metrics.body_bytes_held.set_function(lambda: bodies.held)
     metrics.body_budget.set(bodies.limit)
-    app[REQUEST_IDS] = RequestIds()
+    app[TRACER] = tracer = None if tracing is None else add_tracer(app, tracing, metrics)
+    app[REQUEST_IDS] = RequestIds(None if tracer is None else tracer.samples_root)
     app[SERVED_BY] = served_by(info["name"], info["version"], settings.revision)
     app[PREDICTION_IDS] = prediction_ids(settings, info, metrics)
     app[EVENT_REPLIES] = RecentReplies(settings.event_replies, settings.event_replies_bytes)

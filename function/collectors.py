@@ -1,5 +1,5 @@
 """The service's own Prometheus collectors: a lock-free histogram for the event loop, dropped log
-lines, and garbage-collection pauses."""
+lines, garbage-collection pauses, and spans exported and dropped."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import bisect
 import itertools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
@@ -86,6 +86,31 @@ class DroppedLogLines(Collector):
             "Log lines dropped because stderr was not being read",
             value=0 if lines is None else lines.dropped,
         )
+
+
+class TraceSpans(Collector):
+    """Spans exported and dropped, read from the tracer at scrape time (registered with tracing on only).
+
+    ``counts``: ``Tracer.counts``, (exported, dropped with the queue full, dropped as the export failed).
+    """
+
+    def __init__(self, prefix: str, counts: Callable[[], tuple[int, int, int]]) -> None:
+        self._prefix = prefix
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        exported, queue_full, export_failed = self._counts()
+        yield CounterMetricFamily(
+            f"{self._prefix}_trace_spans_exported", "Spans the OTLP collector accepted", value=exported
+        )
+        dropped = CounterMetricFamily(
+            f"{self._prefix}_trace_spans_dropped",
+            "Spans dropped: the export queue was full, or the export failed (or timed out at shutdown)",
+            labels=["reason"],
+        )
+        dropped.add_metric(["queue_full"], queue_full)
+        dropped.add_metric(["export_failed"], export_failed)
+        yield dropped
 
 
 class GcPauses:

@@ -6,10 +6,14 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
+from function.api.paths import SERVICE_NAME
+from function.errors import StartupError
+from function.model_info import load_model_info
 from function.setting_fields import SettingError
 from function.settings import Settings
+from function.tracing.config import TracingConfig, tracing_config
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -18,10 +22,23 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message}\n")
 
 
+class Startup(NamedTuple):
+    settings: Settings
+    tracing: TracingConfig | None  # None: tracing off (no OTEL_EXPORTER_OTLP_ENDPOINT)
+
+
 def parse_command_line(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     """``python -m function [--flag value]``; every flag has an environment variable of the same name.
 
     A bad value exits 2 with one line naming the variable and the value.
+    """
+    return parse_startup(argv, environ).settings
+
+
+def parse_startup(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Startup:
+    """The settings, as ``parse_command_line``, and the standard ``OTEL_*`` variables' tracing configuration.
+
+    A bad value of either exits 2 with one line naming the variable.
     """
     secrets = [f for f in dataclasses.fields(Settings) if f.metadata["secret_bytes"] is not None]
     parser = _OneLineParser(
@@ -43,6 +60,27 @@ def parse_command_line(argv: Sequence[str] | None, environ: Mapping[str, str]) -
         )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return Settings.from_env(environ, vars(args))
+        settings = Settings.from_env(environ, vars(args))
+        tracing = tracing_config(environ)
+        if tracing is not None:  # read again with the service's resource: it takes a look at model.json
+            tracing = tracing_config(environ, trace_resource(settings))
+        return Startup(settings, tracing)
     except SettingError as exc:
         parser.error(str(exc))
+
+
+def trace_resource(settings: Settings) -> dict[str, str]:
+    """What the spans' resource says of the service unless ``OTEL_SERVICE_NAME`` or
+    ``OTEL_RESOURCE_ATTRIBUTES`` say otherwise: its name, its model's version (when ``model.json`` can be
+    read: else the start fails later, saying why) and, under Knative, the revision."""
+    resource = {"service.name": SERVICE_NAME}
+    try:
+        info = load_model_info(settings.metadata_path)
+    except StartupError:
+        info = {}
+    if "version" in info:
+        resource["service.version"] = info["version"]
+        resource["textclf.model.name"] = info["name"]
+    if settings.revision:
+        resource["knative.revision"] = settings.revision
+    return resource

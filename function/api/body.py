@@ -9,12 +9,13 @@ read, and before ``100 Continue`` invites it; then the body must arrive within
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from function.api.state import BODIES, BodyBudget
+from function.api.state import BODIES, TIMINGS, TRACER, BodyBudget
 from function.errors import (
     ClientDisconnected,
     ExpectationFailed,
@@ -52,7 +53,8 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
 
     async def __aenter__(self) -> Any:
         request = self._request
-        settings, lifecycle, budget = request.app[SETTINGS], request.app[LIFECYCLE], request.app[BODIES]
+        app = request.app
+        settings, lifecycle, budget = app[SETTINGS], app[LIFECYCLE], app[BODIES]
         expect = request.headers.get("Expect")
         unread = expect is not None or not request.content.is_eof()
         if self.MEDIA_TYPES is not None and request.content_type not in self.MEDIA_TYPES:
@@ -72,11 +74,17 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         if not budget.hold(size):
             raise Overloaded("too many request bytes are in memory; retry shortly", close=unread)
         self._budget, self._size = budget, size
+        timings = None if app[TRACER] is None else request[TIMINGS]
         try:
+            if timings is not None:
+                timings.read_from = time.perf_counter()
             if expect is not None:
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 request.writer.output_size = 0  # the 100 is not part of the answer's size
-            return self._decode(await _read(request, settings, lifecycle))
+            body = self._decode(await _read(request, settings, lifecycle))
+            if timings is not None:
+                timings.read_to = time.perf_counter()
+            return body
         except BaseException:  # no `async with` block will run, so no __aexit__ either
             await self.__aexit__()
             raise

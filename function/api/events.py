@@ -16,13 +16,14 @@ from function.api.body import json_body
 from function.api.documentation import BODY_ERRORS, documented_errors
 from function.api.event_schemas import ClassifiedEventSchema, ClassifyEventSchema
 from function.api.schemas import ErrorSchema
-from function.api.state import EVENT_REPLIES
+from function.api.state import EVENT_REPLIES, TIMINGS, TRACER
 from function.api.validation import prediction_text, prediction_texts
 from function.cloudevents.classify import ClassifyOptions, classify_options
 from function.cloudevents.event import EncodedJson
 from function.cloudevents.event_types import CLASSIFIED, CLASSIFY
 from function.cloudevents.http_binding import STRUCTURED_JSON, encode_event, parse_event
 from function.cloudevents.reply import reply_to, reply_type
+from function.inference.classifier import Timings
 from function.jsonio import JSON_CONTENT_TYPE, dumps
 from function.state import CLASSIFIER, MODEL_INFO, PREDICTION_IDS, SETTINGS
 
@@ -94,7 +95,8 @@ async def cloudevent(request: web.Request) -> web.Response:
             texts = [prediction_text(event.data)]
         reply = replies.get(event.source, event.id)
         if reply is None:
-            data = await _classify(app, texts, options)
+            timings = None if app[TRACER] is None else request[TIMINGS]
+            data = await _classify(app, texts, options, timings)
             settings, version = app[SETTINGS], app[MODEL_INFO]["version"]
             answer = reply_to(event, EncodedJson(dumps(data)), source=settings.event_source, model_version=version)
             reply = replies.keep(event.source, event.id, answer)
@@ -102,10 +104,12 @@ async def cloudevent(request: web.Request) -> web.Response:
     return web.Response(body=payload, headers=headers)
 
 
-async def _classify(app: web.Application, texts: list[str], options: ClassifyOptions) -> dict[str, object]:
+async def _classify(
+    app: web.Application, texts: list[str], options: ClassifyOptions, timings: Timings | None
+) -> dict[str, object]:
     """What ``/predictions`` (``options.many``) or ``/prediction`` answers for ``texts``."""
     classifier, ids = app[CLASSIFIER], app[PREDICTION_IDS]
-    results = await classifier.predict(texts, options.explain)
+    results = await classifier.predict(texts, options.explain, timings)
     if options.many:
         return many_answer(results, classifier.labels, ids, scores=options.scores, explain=options.explain)
     return one_answer(results[0], classifier.labels, ids, scores=options.scores, explain=options.explain)

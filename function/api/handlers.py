@@ -19,6 +19,7 @@ from function.api.schemas import (
     IndexSchema,
     ModelSchema,
 )
+from function.api.state import TIMINGS, TRACER
 from function.api.validation import flag, prediction_text, prediction_texts
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from function.state import CLASSIFIER, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS
@@ -73,12 +74,13 @@ def _options(request: web.Request) -> tuple[bool, bool]:
 @response_schema(ApiResponseSchema, 200, description="Successful prediction")
 @_errors
 async def prediction(request: web.Request) -> web.Response:
-    classifier = request.app[CLASSIFIER]
+    app = request.app
+    classifier = app[CLASSIFIER]
     async with json_body(request) as body:
         text = prediction_text(body)
         with_scores, explain = _options(request)
-        [result] = await classifier.predict([text], explain)
-    ids = request.app[PREDICTION_IDS]
+        [result] = await classifier.predict([text], explain, None if app[TRACER] is None else request[TIMINGS])
+    ids = app[PREDICTION_IDS]
     return json_response(one_answer(result, classifier.labels, ids, scores=with_scores, explain=explain))
 
 
@@ -93,12 +95,13 @@ async def prediction(request: web.Request) -> web.Response:
 @response_schema(BatchResponseSchema, 200, description="One label per text, in order")
 @_errors
 async def predictions(request: web.Request) -> web.Response:
-    classifier = request.app[CLASSIFIER]
+    app = request.app
+    classifier = app[CLASSIFIER]
     async with json_body(request) as body:
-        texts = prediction_texts(body, request.app[SETTINGS].max_batch_items)
+        texts = prediction_texts(body, app[SETTINGS].max_batch_items)
         with_scores, explain = _options(request)
-        results = await classifier.predict(texts, explain)
-    ids = request.app[PREDICTION_IDS]
+        results = await classifier.predict(texts, explain, None if app[TRACER] is None else request[TIMINGS])
+    ids = app[PREDICTION_IDS]
     return json_response(many_answer(results, classifier.labels, ids, scores=with_scores, explain=explain))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -29,36 +31,48 @@ def trace_id_of(traceparent: str | None) -> str | None:
 
 
 class RequestIds:
-    """Fresh request ids and span ids, a random part drawn once per app and a counting part.
+    """Fresh request ids, span ids and trace ids, a random part drawn once per app and a counting part.
 
     Unique across processes and restarts (the random part) and cheap: no system call per request,
     which ``os.urandom`` for every id costs (about 5% of the event loop's time under load).
+    ``sampled_root``: with tracing on, whether a trace this service starts is sampled, by its trace id
+    (``Tracer.samples_root``); None with tracing off.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sampled_root: Callable[[str], bool] | None = None) -> None:
         self._prefix = os.urandom(8).hex()
         self._span_prefix = os.urandom(4).hex()
         self._count = itertools.count(1)
+        self._sampled_root = sampled_root
+        # A trace id's right 7 bytes are random (W3C Trace Context level 2, what ratio samplers read):
+        # drawn from a generator seeded once, not from the kernel.
+        self._random_bits = random.Random(os.urandom(16)).getrandbits
 
-    def __call__(self, request: web.Request) -> tuple[str, str | None]:
-        """The request id (the caller's X-Request-ID when it is sane) and the answer's traceparent.
+    def __call__(self, request: web.Request) -> tuple[str, str | None, str | None]:
+        """The request id (the caller's X-Request-ID when it is sane), the answer's traceparent, and the
+        caller's span id (this request's span's parent).
 
         With a valid W3C ``traceparent``, this request becomes a span of the caller's trace: the
         answer's ``traceparent`` keeps its trace id and flags with this span's id, and a request id
-        not given is ``<trace id>-<span id>``.
+        not given is ``<trace id>-<span id>``. Without one, and with tracing on, it starts a trace of
+        its own, answered likewise; with tracing off, it is in no trace.
         """
         given = request.headers.get("X-Request-ID")
         safe = given if given is not None and _SAFE_ID.fullmatch(given) else None
         trace = _trace(request.headers.get(TRACEPARENT))
         if trace is None:
-            return safe or f"{self._prefix}{next(self._count):016x}", None
-        trace_id, flags = trace
+            if self._sampled_root is None:
+                return safe or f"{self._prefix}{next(self._count):016x}", None, None
+            trace_id = f"{self._prefix}{self._random_bits(64):016x}"
+            trace = trace_id, None, "01" if self._sampled_root(trace_id) else "00"
+        trace_id, parent, flags = trace
         span = f"{self._span_prefix}{next(self._count) & 0xFFFFFFFF:08x}"
-        return safe or f"{trace_id}-{span}", f"00-{trace_id}-{span}-{flags}"
+        return safe or f"{trace_id}-{span}", f"00-{trace_id}-{span}-{flags}", parent
 
 
-def _trace(header: str | None) -> tuple[str, str] | None:
-    """(trace id, flags) of a valid ``traceparent``; None when absent or invalid (it is then ignored)."""
+def _trace(header: str | None) -> tuple[str, str | None, str] | None:
+    """(trace id, parent span id, flags) of a valid ``traceparent``; None when absent or invalid (it is
+    then ignored)."""
     if header is None:
         return None
     match = _TRACEPARENT.fullmatch(header.strip())
@@ -67,4 +81,4 @@ def _trace(header: str | None) -> tuple[str, str] | None:
     version, trace_id, span, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span == _ZERO_SPAN:
         return None
-    return trace_id, flags
+    return trace_id, span, flags

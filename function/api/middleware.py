@@ -14,9 +14,11 @@ from function.api.access_log import STARTED
 from function.api.headers import TRACEPARENT, trace_id_of
 from function.api.paths import V2_PREFIX
 from function.api.responses import error_response, json_response
-from function.api.state import ACCESS_LOG, REQUEST_IDS, SERVED_BY
+from function.api.spans import record_span
+from function.api.state import ACCESS_LOG, REQUEST_IDS, SERVED_BY, TIMINGS, TRACER
 from function.cloudevents.event_types import EVENTS_PATH, EVENTS_ROUTE
 from function.errors import ClientDisconnected, FeedbackError, InvalidInput, Rejected, ServiceError
+from function.inference.classifier import Timings
 from function.state import LIFECYCLE, METRICS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -85,7 +87,7 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
     return response
 
 
-def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed: float) -> None:
+def _abandoned(request: web.Request, rid: str, traceparent: str | None, parent_id: str | None, elapsed: float) -> None:
     """A request whose handler was cancelled: 499 when its client went away (aiohttp then cancels
     the handler, and with it the texts it queued), 503 when the drain gave up on it."""
     transport = request.transport
@@ -98,14 +100,21 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, elapsed:
     if access_log is not None:
         served: dict[str, str] = request.app[SERVED_BY]
         access_log.write(request, status, elapsed, rid, trace_id_of(traceparent), served)
+    tracer = request.app[TRACER]
+    if tracer is not None:
+        started = request[STARTED]
+        record_span(tracer, request, traceparent, parent_id, status, started, started + elapsed)
 
 
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     metrics, lifecycle = app[METRICS], app[LIFECYCLE]
-    rid, traceparent = app[REQUEST_IDS](request)
+    rid, traceparent, parent_id = app[REQUEST_IDS](request)
     request[STARTED] = started = time.perf_counter()
+    tracer = app[TRACER]
+    if tracer is not None:
+        request[TIMINGS] = Timings()
     lifecycle.active += 1
     try:
         response = await handler(request)
@@ -114,7 +123,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         response = _http_error(request, exc)
     except asyncio.CancelledError:
-        _abandoned(request, rid, traceparent, time.perf_counter() - started)
+        _abandoned(request, rid, traceparent, parent_id, time.perf_counter() - started)
         raise
     except Exception:
         log.exception("unhandled error", extra={"fields": {"request_id": rid}})
@@ -128,5 +137,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         headers[TRACEPARENT] = traceparent
     if lifecycle.draining:  # each connection's last answer: the client must go elsewhere
         response.force_close()
+    if tracer is not None:
+        record_span(tracer, request, traceparent, parent_id, response.status, started, time.perf_counter())
     metrics.observe_request(route_template(request), request.method, response.status, time.perf_counter() - started)
     return response

@@ -6,11 +6,17 @@ only the HTTP layer reads lives here, so that ``function.state`` names nothing o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from function.api.access_log import AccessLogger
 from function.api.headers import RequestIds
 from function.cloudevents.redelivery import RecentReplies
+from function.inference.classifier import Timings
+
+if TYPE_CHECKING:  # imported only when tracing is on (function.app)
+    from function.tracing.tracer import Tracer
 
 
 class BodyBudget:
@@ -41,3 +47,7 @@ OPENAPI = web.AppKey("openapi", dict[str, bytes])
 SERVED_BY = web.AppKey("served_by", dict[str, str])
 #: The replies given to the last events (``POST /``), for their redeliveries.
 EVENT_REPLIES = web.AppKey("event_replies", RecentReplies)
+#: Exports each request's spans; None when tracing is off (no ``OTEL_EXPORTER_OTLP_ENDPOINT``).
+TRACER: web.AppKey[Tracer | None] = web.AppKey("tracer")
+#: A request's stages, for its spans: set by the middleware only when tracing is on.
+TIMINGS = web.RequestKey("timings", Timings)

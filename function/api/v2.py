@@ -20,6 +20,7 @@ from function.api.health import check_ready
 from function.api.open_inference import EXTENSIONS, infer_response, model_metadata, parse_infer_request
 from function.api.paths import SERVICE_NAME
 from function.api.responses import json_response
+from function.api.state import TIMINGS, TRACER
 from function.api.v2_schemas import (
     V2ErrorSchema,
     V2InferRequestSchema,
@@ -116,12 +117,14 @@ async def model_ready(request: web.Request) -> web.Response:
 @response_schema(V2InferResponseSchema, 200, description="The requested outputs, in the order requested")
 @_errors(tuple(_ERRORS))
 async def infer(request: web.Request) -> web.Response:
-    info, classifier = served_model(request), request.app[CLASSIFIER]
+    app = request.app
+    info, classifier = served_model(request), app[CLASSIFIER]
     async with tensor_body(request) as (header, binary):
-        wanted = parse_infer_request(header, binary, request.app[SETTINGS].max_batch_items)
+        wanted = parse_infer_request(header, binary, app[SETTINGS].max_batch_items)
         del binary  # a view of the body: let it go with the body
-        predictions = await classifier.predict(wanted.texts, wanted.explain)
-    ids = request.app[PREDICTION_IDS]
+        timings = None if app[TRACER] is None else request[TIMINGS]
+        predictions = await classifier.predict(wanted.texts, wanted.explain, timings)
+    ids = app[PREDICTION_IDS]
     prediction_ids = None if ids is None else ids.issue([p.label for p in predictions])
     body, json_length = infer_response(wanted, info, predictions, prediction_ids)
     if json_length is None:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
 from function.batching.lanes import Batch, BatchSource, Item, Lane, fail
 from function.errors import ModelUnavailable, Overloaded
-from function.inference.classifier import Prediction
+from function.inference.classifier import Prediction, Timings
 from function.inference.messages import BatchResult, decode
 from function.metrics import Metrics
 
@@ -110,8 +111,11 @@ class AdaptiveBatcher:
             self.executor.size,
         )
 
-    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]:
-        """Queue ``texts`` and wait for their predictions (with explanations if ``explain``), in order."""
+    async def predict(
+        self, texts: Sequence[str], explain: bool = False, timings: Timings | None = None
+    ) -> list[Prediction]:
+        """Queue ``texts`` and wait for their predictions (with explanations if ``explain``), in order;
+        ``timings`` (a traced request's) get when they were queued, ran and were answered."""
         if not self._running:
             raise ModelUnavailable("the model is not serving")
         if self.executor.failed:
@@ -123,9 +127,16 @@ class AdaptiveBatcher:
         for item in items:
             (self._long if len(item.text) > self._long_text else self._short).queue.append(item)
         self.executor.wake()
-        if len(items) == 1:
-            return [await items[0].future]
-        return list(await asyncio.gather(*(item.future for item in items)))
+        if timings is None:
+            if len(items) == 1:
+                return [await items[0].future]
+            return list(await asyncio.gather(*(item.future for item in items)))
+        timings.queued, timings.texts = items[0].arrived, len(items)
+        predictions = list(await asyncio.gather(*(item.future for item in items)))
+        ran = [item.ran for item in items if item.ran is not None]
+        timings.started, timings.inferred = min(r[0] for r in ran), max(r[1] for r in ran)
+        timings.answered = time.monotonic()
+        return predictions
 
     def next_batch(self) -> Batch | None:
         """The batch of the lane whose turn it is (in turn when both may start)."""
@@ -154,7 +165,9 @@ class AdaptiveBatcher:
         predictions = decode(result, len(self.labels))
         waits = [result.started - item.arrived for item in batch.items]
         self._metrics.observe_batch(result.seconds, waits, predictions)
+        ran = (result.started, result.started + result.seconds)
         for item, prediction in zip(batch.items, predictions, strict=True):
+            item.ran = ran
             if not item.future.done():
                 item.future.set_result(prediction)
 

@@ -15,13 +15,14 @@ from function.inference.messages import BatchResult
 class Item:
     """One text waiting for its prediction."""
 
-    __slots__ = ("arrived", "explain", "future", "text")
+    __slots__ = ("arrived", "explain", "future", "ran", "text")
 
     def __init__(self, text: str, future: asyncio.Future[Prediction], explain: bool) -> None:
         self.text = text
         self.future = future
         self.explain = explain
         self.arrived = time.monotonic()  # same clock as the worker's start stamp
+        self.ran: tuple[float, float] | None = None  # its call's start and end in the worker, once answered
 
 
 class Batch:

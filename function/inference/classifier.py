@@ -28,6 +28,22 @@ class Prediction(NamedTuple):
     explanation: Explanation | None = None  # only when asked for
 
 
+class Timings:
+    """When a traced request's stages began and ended, for its span's phases; 0.0: not reached.
+
+    Made by the HTTP layer only when tracing is on, and filled as the request goes: the body read
+    (``read_from``, ``read_to``), its texts queued, taken by a worker and out of inference (``queued``,
+    ``started``, ``inferred``; ``time.monotonic()``, the same clock as ``time.perf_counter()`` on Linux),
+    and the predictions handed back (``answered``), after which the answer is encoded.
+    """
+
+    __slots__ = ("answered", "inferred", "queued", "read_from", "read_to", "started", "texts")
+
+    def __init__(self) -> None:
+        self.read_from = self.read_to = self.queued = self.started = self.inferred = self.answered = 0.0
+        self.texts = 0
+
+
 class Classifier(Protocol):
     """Anything that turns texts into predictions; the app factory accepts any of them."""
 
@@ -48,4 +64,8 @@ class Classifier(Protocol):
 
     async def stop(self, grace: float) -> None: ...
 
-    async def predict(self, texts: Sequence[str], explain: bool = False) -> list[Prediction]: ...
+    async def predict(
+        self, texts: Sequence[str], explain: bool = False, timings: Timings | None = None
+    ) -> list[Prediction]:
+        """Predictions in the order of ``texts``; ``timings``, when given, get the queue's and inference's times."""
+        ...
