@@ -225,6 +225,26 @@ async def test_sampling_follows_the_callers_flag_and_the_ratio(tracers: list[Tra
     assert [s.trace_id.hex() for s in receiver.spans if s.name == "POST /b"] == [low]
 
 
+def test_whether_a_request_is_kept_is_known_from_its_answers_traceparent_before_it_runs() -> None:
+    """``keeps``: what ``record`` would do, decided as the request starts (a request sampled out takes no timings)."""
+    low, high = "0" * 18 + "00000000000001", "0" * 18 + "ffffffffffffff"
+
+    def tracer(**env: str) -> Tracer:
+        config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", **env})
+        assert config is not None
+        return Tracer(config)  # not started: nothing is exported
+
+    parent_based = tracer()
+    assert parent_based.keeps(f"00-{TRACE}-{SPAN}-01")
+    assert parent_based.keeps(f"00-{TRACE}-{SPAN}-03")  # another flag beside sampled
+    assert not parent_based.keeps(f"00-{TRACE}-{SPAN}-00")
+    assert not parent_based.keeps(f"00-{TRACE}-{SPAN}-02")
+    ratio = tracer(OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5")
+    assert ratio.keeps(f"00-{low}-{SPAN}-00")  # the caller's flag is overruled by the ratio
+    assert not ratio.keeps(f"00-{high}-{SPAN}-01")
+    assert not tracer(OTEL_TRACES_SAMPLER="always_off").keeps(f"00-{low}-{SPAN}-01")
+
+
 def test_a_full_queue_drops_new_requests_and_counts_their_spans(tracers: list[Tracer]) -> None:
     queue = {"OTEL_BSP_MAX_QUEUE_SIZE": "4", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4"}
     config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", **queue})

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from function.api.state import BODIES, TIMINGS, TRACER, BodyBudget
+from function.api.state import BODIES, TIMINGS, BodyBudget
 from function.errors import (
     ClientDisconnected,
     ExpectationFailed,
@@ -74,7 +74,7 @@ class json_body:  # noqa: N801 - used as a function: `async with json_body(reque
         if not budget.hold(size):
             raise Overloaded("too many request bytes are in memory; retry shortly", close=unread)
         self._budget, self._size = budget, size
-        timings = None if app[TRACER] is None else request[TIMINGS]
+        timings = request.get(TIMINGS)
         try:
             if timings is not None:
                 timings.read_from = time.perf_counter()

@@ -16,7 +16,7 @@ from function.api.body import json_body
 from function.api.documentation import BODY_ERRORS, documented_errors
 from function.api.event_schemas import ClassifiedEventSchema, ClassifyEventSchema
 from function.api.schemas import ErrorSchema
-from function.api.state import EVENT_REPLIES, TIMINGS, TRACER
+from function.api.state import EVENT_REPLIES, TIMINGS
 from function.api.validation import prediction_text, prediction_texts
 from function.cloudevents.classify import ClassifyOptions, classify_options
 from function.cloudevents.event import EncodedJson
@@ -95,7 +95,7 @@ async def cloudevent(request: web.Request) -> web.Response:
             texts = [prediction_text(event.data)]
         reply = replies.get(event.source, event.id)
         if reply is None:
-            timings = None if app[TRACER] is None else request[TIMINGS]
+            timings = request.get(TIMINGS)
             data = await _classify(app, texts, options, timings)
             settings, version = app[SETTINGS], app[MODEL_INFO]["version"]
             answer = reply_to(event, EncodedJson(dumps(data)), source=settings.event_source, model_version=version)

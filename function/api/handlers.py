@@ -19,7 +19,7 @@ from function.api.schemas import (
     IndexSchema,
     ModelSchema,
 )
-from function.api.state import TIMINGS, TRACER
+from function.api.state import TIMINGS
 from function.api.validation import flag, prediction_text, prediction_texts
 from function.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from function.state import CLASSIFIER, METRICS, MODEL_INFO, PREDICTION_IDS, SETTINGS
@@ -79,7 +79,7 @@ async def prediction(request: web.Request) -> web.Response:
     async with json_body(request) as body:
         text = prediction_text(body)
         with_scores, explain = _options(request)
-        [result] = await classifier.predict([text], explain, None if app[TRACER] is None else request[TIMINGS])
+        [result] = await classifier.predict([text], explain, request.get(TIMINGS))
     ids = app[PREDICTION_IDS]
     return json_response(one_answer(result, classifier.labels, ids, scores=with_scores, explain=explain))
 
@@ -100,7 +100,7 @@ async def predictions(request: web.Request) -> web.Response:
     async with json_body(request) as body:
         texts = prediction_texts(body, app[SETTINGS].max_batch_items)
         with_scores, explain = _options(request)
-        results = await classifier.predict(texts, explain, None if app[TRACER] is None else request[TIMINGS])
+        results = await classifier.predict(texts, explain, request.get(TIMINGS))
     ids = app[PREDICTION_IDS]
     return json_response(many_answer(results, classifier.labels, ids, scores=with_scores, explain=explain))
 

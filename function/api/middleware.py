@@ -101,7 +101,7 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, parent_i
         served: dict[str, str] = request.app[SERVED_BY]
         access_log.write(request, status, elapsed, rid, trace_id_of(traceparent), served)
     tracer = request.app[TRACER]
-    if tracer is not None:
+    if tracer is not None and TIMINGS in request:
         started = request[STARTED]
         record_span(tracer, request, traceparent, parent_id, status, started, started + elapsed)
 
@@ -113,8 +113,10 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     rid, traceparent, parent_id = app[REQUEST_IDS](request)
     request[STARTED] = started = time.perf_counter()
     tracer = app[TRACER]
-    if tracer is not None:
-        request[TIMINGS] = Timings()
+    if tracer is not None and traceparent is not None and tracer.keeps(traceparent):
+        request[TIMINGS] = Timings()  # only for a request whose spans are kept: the rest cost nothing more
+    else:
+        tracer = None
     lifecycle.active += 1
     try:
         response = await handler(request)

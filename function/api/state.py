@@ -49,5 +49,5 @@ SERVED_BY = web.AppKey("served_by", dict[str, str])
 EVENT_REPLIES = web.AppKey("event_replies", RecentReplies)
 #: Exports each request's spans; None when tracing is off (no ``OTEL_EXPORTER_OTLP_ENDPOINT``).
 TRACER: web.AppKey[Tracer | None] = web.AppKey("tracer")
-#: A request's stages, for its spans: set by the middleware only when tracing is on.
+#: A request's stages, for its spans: set by the middleware only for a request whose spans are kept.
 TIMINGS = web.RequestKey("timings", Timings)

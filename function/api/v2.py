@@ -20,7 +20,7 @@ from function.api.health import check_ready
 from function.api.open_inference import EXTENSIONS, infer_response, model_metadata, parse_infer_request
 from function.api.paths import SERVICE_NAME
 from function.api.responses import json_response
-from function.api.state import TIMINGS, TRACER
+from function.api.state import TIMINGS
 from function.api.v2_schemas import (
     V2ErrorSchema,
     V2InferRequestSchema,
@@ -122,7 +122,7 @@ async def infer(request: web.Request) -> web.Response:
     async with tensor_body(request) as (header, binary):
         wanted = parse_infer_request(header, binary, app[SETTINGS].max_batch_items)
         del binary  # a view of the body: let it go with the body
-        timings = None if app[TRACER] is None else request[TIMINGS]
+        timings = request.get(TIMINGS)
         predictions = await classifier.predict(wanted.texts, wanted.explain, timings)
     ids = app[PREDICTION_IDS]
     prediction_ids = None if ids is None else ids.issue([p.label for p in predictions])

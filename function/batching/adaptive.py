@@ -127,15 +127,15 @@ class AdaptiveBatcher:
         for item in items:
             (self._long if len(item.text) > self._long_text else self._short).queue.append(item)
         self.executor.wake()
-        if timings is None:
-            if len(items) == 1:
-                return [await items[0].future]
-            return list(await asyncio.gather(*(item.future for item in items)))
-        timings.queued, timings.texts = items[0].arrived, len(items)
-        predictions = list(await asyncio.gather(*(item.future for item in items)))
-        ran = [item.ran for item in items if item.ran is not None]
-        timings.started, timings.inferred = min(r[0] for r in ran), max(r[1] for r in ran)
-        timings.answered = time.monotonic()
+        if len(items) == 1:
+            predictions = [await items[0].future]
+        else:
+            predictions = list(await asyncio.gather(*(item.future for item in items)))
+        if timings is not None:
+            ran = [item.ran for item in items if item.ran is not None]
+            timings.queued, timings.texts = items[0].arrived, len(items)
+            timings.started, timings.inferred = min(r[0] for r in ran), max(r[1] for r in ran)
+            timings.answered = time.monotonic()
         return predictions
 
     def next_batch(self) -> Batch | None:

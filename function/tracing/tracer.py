@@ -32,6 +32,9 @@ class SpanCounts(NamedTuple):
     dropped_export_failed: int  # the POST failed, or shutdown's time ran out before it was made
 
 
+_SAMPLED = frozenset("13579bdf")  # the last hex digit of flags with bit 0 set
+
+
 def _spans(records: Sequence[Record]) -> int:
     return sum(1 + len(record[9]) for record in records)
 
@@ -95,6 +98,14 @@ class Tracer:
         queue.append((trace_id, parent_id, span_id, method, route, path, status, started, ended, phases, attributes))
         if len(queue) == self._batch_size:
             self._wake.set()
+
+    def keeps(self, traceparent: str) -> bool:
+        """Whether ``record`` keeps the request answered with ``traceparent`` (its sampled flag is the
+        caller's, or ``samples_root``'s for a trace the request started): decided before the request
+        runs, so that a request sampled out takes no timings."""
+        if self._parent_based:
+            return traceparent[-1] in _SAMPLED  # bit 0 of the flags
+        return self._ratio >= 1.0 or self._keeps_root(traceparent[3:35])
 
     def samples_root(self, trace_id: str) -> bool:
         """Whether ``record`` keeps a request that started trace ``trace_id`` (no caller): the sampled flag
