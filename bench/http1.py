@@ -327,12 +327,18 @@ class Connection:
 
 
 async def fetch(
-    host: str, port: int, method: str, path: str, body: bytes | None = None, within: float = 10.0
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    within: float = 10.0,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """One request on a connection of its own, answered `within` seconds."""
     connection = Connection(host, port, within)
     try:
-        return await connection.request(method, path, body)
+        return await connection.request(method, path, body, headers)
     finally:
         await connection.close()
 

@@ -32,6 +32,12 @@ curl -sS -X POST "$BASE_URL/predictions" -H "$JSON" \
 curl -sS -X POST "$BASE_URL/predictions?scores=true" -H "$JSON" \
      -d '{"texts": ["The senate passed the budget bill", "A resistor and a capacitor"]}'; echo
 
+# 200: a CloudEvent in structured mode, as a Knative Trigger may deliver it: the answering event,
+# of type io.github.newsgroups-classifier.text.classified, whose data is what /prediction answers
+curl -sS -X POST "$BASE_URL/" -H 'Content-Type: application/cloudevents+json' \
+     -d '{"specversion": "1.0", "id": "post-17", "source": "/my/feed",
+          "type": "io.github.newsgroups-classifier.text.classify", "data": {"text": "The goalie stopped the puck."}}'; echo
+
 # 200: the served model's metadata (name, version, labels, SHA-256, metrics)
 curl -sS "$BASE_URL/model"; echo
 
@@ -100,6 +106,9 @@ curl -sS -X POST "$BASE_URL/predictions" -H "$JSON" -d '{"texts": "one string"}'
 
 # 405 method_not_allowed: the wrong method (the Allow header says POST)
 curl -sS "$BASE_URL/prediction"; echo
+
+# 400 not_a_cloudevent: POST / takes CloudEvents only (ce- headers, or application/cloudevents+json)
+curl -sS -X POST "$BASE_URL/" -H "$JSON" -d '{"text": "orbit"}'; echo
 
 # 404 not_found: an unknown path
 curl -sS "$BASE_URL/predict"; echo

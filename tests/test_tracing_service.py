@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.servers import HOST, ServerProcess, free_port
+from function.cloudevents.event_types import CLASSIFY
 from tests.helpers import ROOT
 from tests.otlp_receiver import OtlpReceiver, attributes, tree
 
@@ -26,6 +27,9 @@ CALLER_SPAN = "00f067aa0ba902b7"
 BATCH_TRACE = "0af7651916cd43dd8448eb211c80319c"
 UNSAMPLED_TRACE = "5ce929d0e0e4736a4bf92f3577b34da6"
 ABANDONED_TRACE = "c80319c0af7651916cd43dd8448eb211"
+EVENT_TRACE = "e4736a4bf92f3577b34da6a3ce929d0e"
+#: A CloudEvent in binary mode (POST /): its attributes as headers, its data as the JSON body.
+EVENT = {"ce-specversion": "1.0", "ce-id": "post-1", "ce-source": "/tests", "ce-type": CLASSIFY}
 PHASES = ["read body", "queue wait", "inference", "encode"]
 #: The access line's duration runs from the same stamp as the server span, but ends once the answer is
 #: written, after the span ended: the line is never shorter, and longer by the writing alone, well under
@@ -128,19 +132,20 @@ async def test_each_request_is_a_server_span_of_its_callers_trace_with_its_phase
                 http, server, "/predictions", {"texts": ["orbit", "goalie", "pitcher"]}, traceparent(BATCH_TRACE)
             )
             rootless = await post(http, server, "/prediction", {"text": "a puck"}, {})
+            event = await post(http, server, "/", {"text": "a puck"}, EVENT | traceparent(EVENT_TRACE))
             await asyncio.to_thread(hang_up, server, ABANDONED_TRACE)
             root_trace = rootless["traceparent"].split("-")[1]
-            traces = {CALLER_TRACE, BATCH_TRACE, root_trace, ABANDONED_TRACE, UNSAMPLED_TRACE}
-            spans = await spans_of_traces(receiver, traces, 3 * 5 + 2)
+            traces = {CALLER_TRACE, BATCH_TRACE, root_trace, EVENT_TRACE, ABANDONED_TRACE, UNSAMPLED_TRACE}
+            spans = await spans_of_traces(receiver, traces, 4 * 5 + 2)
             # counted once the collector has answered (health probes' spans too: at least ours)
-            counts = await trace_metrics_once(http, server, ("textclf_trace_spans_exported_total", ""), 17)
+            counts = await trace_metrics_once(http, server, ("textclf_trace_spans_exported_total", ""), 22)
         finally:
             output = await asyncio.to_thread(server.stop)
     print(tree(spans))  # the waterfall, for whoever reads the test's output
     lines = log_lines(output)
     access = {line["trace_id"]: line for line in lines if line["logger"] == "function.access"}
     servers = {span.trace_id.hex(): span for span in spans if span.kind == Span.SPAN_KIND_SERVER}
-    assert set(servers) == {CALLER_TRACE, BATCH_TRACE, root_trace, ABANDONED_TRACE}  # not the unsampled one
+    assert set(servers) == {CALLER_TRACE, BATCH_TRACE, root_trace, EVENT_TRACE, ABANDONED_TRACE}  # not the unsampled
     assert unsampled["traceparent"].endswith("-00")
     assert counts[("textclf_trace_spans_dropped_total", "queue_full")] == 0
     assert counts[("textclf_trace_spans_dropped_total", "export_failed")] == 0
@@ -158,6 +163,7 @@ async def test_each_request_is_a_server_span_of_its_callers_trace_with_its_phase
         (CALLER_TRACE, one, "/prediction", 1),
         (BATCH_TRACE, batch, "/predictions", 3),
         (root_trace, rootless, "/prediction", 1),
+        (EVENT_TRACE, event, "/", 1),
     ):
         server_span = servers[trace]
         _, answer_trace, answer_span, _ = answer["traceparent"].split("-")

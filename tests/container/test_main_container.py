@@ -20,6 +20,7 @@ import pytest
 
 from bench import http1, procs
 from bench.http1 import Connection, Cut, Load, Outcome, Refused, Response, Upload, fetch
+from function.cloudevents.event_types import CLASSIFIED, CLASSIFY, EVENTS_PATH
 from tests.container import containers
 from tests.container.containers import docker
 from tests.container.harness import Context, Network, Service, example, judge, mib, seconds, verdict
@@ -108,10 +109,16 @@ async def test_endpoints(main: Service, context: Context) -> None:
     results: list[str] = []
     problems: list[str] = []
 
-    async def expect(method: str, path: str, body: Any = None, check: Callable[[Response], bool] | None = None) -> None:
+    async def expect(
+        method: str,
+        path: str,
+        body: Any = None,
+        check: Callable[[Response], bool] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = json.dumps(body).encode() if body is not None else None
         try:
-            answer = await fetch(ip, port, method, path, data)
+            answer = await fetch(ip, port, method, path, data, headers=headers)
         except (Cut, Refused) as error:
             problems.append(f"{method} {path}: {error}")
             return
@@ -134,6 +141,12 @@ async def test_endpoints(main: Service, context: Context) -> None:
         outputs = {o["name"]: o for o in answer.json().get("outputs", [])}
         return [label in context.model_labels for label in outputs["label"]["data"]] == [True, True]
 
+    def answered_event(answer: Response) -> bool:
+        structured = answer.header("Content-Type") == "application/cloudevents+json"
+        reply = answer.json() if structured else {"type": answer.header("ce-type"), "data": answer.json()}
+        return reply["type"] == CLASSIFIED and reply["data"].get("label") in context.model_labels
+
+    event = {"specversion": "1.0", "id": "post-1", "source": "/container-test", "type": CLASSIFY}
     tensor = {"name": "text", "datatype": "BYTES", "shape": [2], "data": [sample, context.texts[1]]}
     paths = context.openapi.get("paths", {})
     for template, operations in paths.items():
@@ -145,6 +158,11 @@ async def test_endpoints(main: Service, context: Context) -> None:
                 await expect("GET", path)
             elif path.endswith("/infer"):
                 await expect("POST", path, {"inputs": [tensor]}, inferred)
+            elif path == EVENTS_PATH:  # a CloudEvent, in each content mode
+                binary = {f"ce-{name}": value for name, value in event.items()}
+                await expect("POST", path, {"text": sample}, answered_event, binary)
+                structured = {"Content-Type": "application/cloudevents+json"}
+                await expect("POST", path, event | {"data": {"text": sample}}, answered_event, structured)
             elif path == "/feedback":
                 await feed_back(context, ip, port, sample, expect)
             elif path.endswith("/predictions"):
