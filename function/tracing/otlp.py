@@ -79,6 +79,15 @@ class Encoder:
 
     def encode(self, records: Sequence[Record], offset_ns: int) -> bytes:
         """``offset_ns``: ``time.time_ns() - time.monotonic_ns()``, which turns the records' times to Unix time."""
+        return self.request([self.spans(records, offset_ns)])
+
+    def request(self, spans: Iterable[bytes]) -> bytes:
+        """The ``ExportTraceServiceRequest`` holding ``spans`` (what ``spans`` encoded, in parts)."""
+        scope_spans = _field(2, self._scope + b"".join(spans))  # ResourceSpans.scope_spans
+        return _field(1, self._resource + scope_spans)  # ExportTraceServiceRequest.resource_spans
+
+    def spans(self, records: Sequence[Record], offset_ns: int) -> bytes:
+        """The records' spans, each a ``ScopeSpans.spans`` field: parts of a ``request``."""
         spans: list[bytes] = []
         append, new_ids = spans.append, self._random.randbytes
         heads, paths, phase_names = self._heads, self._paths, self._phases
@@ -117,8 +126,7 @@ class Encoder:
                         )
                     )
                 )
-        scope_spans = _field(2, self._scope + b"".join(spans))  # ResourceSpans.scope_spans
-        return _field(1, self._resource + scope_spans)  # ExportTraceServiceRequest.resource_spans
+        return b"".join(spans)
 
     def _head(self, method: str, route: str | None, status: int) -> bytes:
         """What a server span's encoding shares with every other of its route, method and status."""

@@ -32,6 +32,8 @@ class SpanCounts(NamedTuple):
     dropped_export_failed: int  # the POST failed, or shutdown's time ran out before it was made
 
 
+#: Requests encoded between two offers of the GIL to the event loop (about 0.3 ms of encoding).
+_ENCODE_CHUNK = 64
 _SAMPLED = frozenset("13579bdf")  # the last hex digit of flags with bit 0 set
 
 
@@ -181,7 +183,12 @@ class Tracer:
 
     def _send(self, batch: list[Record]) -> str | None:
         try:
-            body = self._encoder.encode(batch, time.time_ns() - time.monotonic_ns())
+            offset, encoder = time.time_ns() - time.monotonic_ns(), self._encoder
+            parts = []
+            for first in range(0, len(batch), _ENCODE_CHUNK):
+                parts.append(encoder.spans(batch[first : first + _ENCODE_CHUNK], offset))
+                time.sleep(0)  # the GIL to the event loop, which then never waits for a whole batch's encoding
+            body = encoder.request(parts)
         except Exception as exc:  # a bad record must cost its batch, not the thread
             log.exception("spans could not be encoded")
             return f"{type(exc).__name__}: {exc}"
