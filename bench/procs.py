@@ -140,6 +140,12 @@ def tree_rss_bytes(pid: int) -> int:
     return sum(rss_bytes(p) for p in tree(pid))
 
 
+def tree_pss_bytes(pid: int) -> int:
+    """PSS of a process and all its descendants: each page counted once, its share split among the
+    processes mapping it (the model's pages, shared by the forkserver and the workers, count once)."""
+    return sum((m.pss_kib or 0) * 1024 for m in tree_memory(pid))
+
+
 @dataclass(frozen=True)
 class ProcessMemory:
     pid: int
