@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,6 +21,9 @@ from function.cloudevents.event_types import EVENTS_PATH, EVENTS_ROUTE
 from function.errors import ClientDisconnected, FeedbackError, InvalidInput, Rejected, ServiceError
 from function.inference.classifier import Timings
 from function.state import LIFECYCLE, METRICS, SETTINGS
+
+if TYPE_CHECKING:  # imported only when tracing is on (function.api.spans.add_tracer)
+    from function.tracing.tracer import Tracer
 
 log = logging.getLogger(__name__)
 UNMATCHED = "unmatched"
@@ -106,17 +110,22 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, parent_i
         record_span(tracer, request, traceparent, parent_id, status, started, started + elapsed)
 
 
+def _keeping(tracer: Tracer | None, traceparent: str | None) -> Tracer | None:
+    """The tracer, if it keeps this request's spans (decided as it starts: one sampled out takes no timings)."""
+    if tracer is None or traceparent is None or not tracer.keeps(traceparent):
+        return None
+    return tracer
+
+
 @web.middleware
 async def service_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     app = request.app
     metrics, lifecycle = app[METRICS], app[LIFECYCLE]
     rid, traceparent, parent_id = app[REQUEST_IDS](request)
     request[STARTED] = started = time.perf_counter()
-    tracer = app[TRACER]
-    if tracer is not None and traceparent is not None and tracer.keeps(traceparent):
-        request[TIMINGS] = Timings()  # only for a request whose spans are kept: the rest cost nothing more
-    else:
-        tracer = None
+    tracer = _keeping(app[TRACER], traceparent)
+    if tracer is not None:
+        request[TIMINGS] = Timings()
     lifecycle.active += 1
     try:
         response = await handler(request)
@@ -139,7 +148,8 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
         headers[TRACEPARENT] = traceparent
     if lifecycle.draining:  # each connection's last answer: the client must go elsewhere
         response.force_close()
+    ended = time.perf_counter()
     if tracer is not None:
-        record_span(tracer, request, traceparent, parent_id, response.status, started, time.perf_counter())
-    metrics.observe_request(route_template(request), request.method, response.status, time.perf_counter() - started)
+        record_span(tracer, request, traceparent, parent_id, response.status, started, ended)
+    metrics.observe_request(route_template(request), request.method, response.status, ended - started)
     return response
