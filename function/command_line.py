@@ -8,9 +8,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, NoReturn
 
-from function.api.paths import SERVICE_NAME
-from function.errors import StartupError
-from function.model_info import load_model_info
 from function.setting_fields import SettingError
 from function.settings import Settings
 from function.tracing.config import TracingConfig, tracing_config
@@ -61,26 +58,6 @@ def parse_startup(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Sta
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings.from_env(environ, vars(args))
-        tracing = tracing_config(environ)
-        if tracing is not None:  # read again with the service's resource: it takes a look at model.json
-            tracing = tracing_config(environ, trace_resource(settings))
-        return Startup(settings, tracing)
+        return Startup(settings, tracing_config(environ))
     except SettingError as exc:
         parser.error(str(exc))
-
-
-def trace_resource(settings: Settings) -> dict[str, str]:
-    """What the spans' resource says of the service unless ``OTEL_SERVICE_NAME`` or
-    ``OTEL_RESOURCE_ATTRIBUTES`` say otherwise: its name, its model's version (when ``model.json`` can be
-    read: else the start fails later, saying why) and, under Knative, the revision."""
-    resource = {"service.name": SERVICE_NAME}
-    try:
-        info = load_model_info(settings.metadata_path)
-    except StartupError:
-        info = {}
-    if "version" in info:
-        resource["service.version"] = info["version"]
-        resource["textclf.model.name"] = info["name"]
-    if settings.revision:
-        resource["knative.revision"] = settings.revision
-    return resource

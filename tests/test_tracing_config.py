@@ -44,6 +44,7 @@ def test_defaults_are_the_specs() -> None:
             ("telemetry.sdk.name", "function.tracing"),
             ("telemetry.sdk.language", "python"),
         ),
+        resource_given=(("telemetry.sdk.name", "function.tracing"), ("telemetry.sdk.language", "python")),
         max_queue_size=2048,
         schedule_delay_seconds=5.0,
         max_export_batch_size=512,
@@ -91,6 +92,15 @@ def test_the_service_name_comes_from_the_code_then_the_resource_attributes_then_
         "telemetry.sdk.language": "python",
     }
     assert resource({"OTEL_RESOURCE_ATTRIBUTES": attrs, "OTEL_SERVICE_NAME": "svc"})["service.name"] == "svc"
+
+
+def test_defaults_given_later_rank_as_the_ones_given_when_reading() -> None:
+    """``with_resource`` (the app adds its model's name and version): the variables still win over them."""
+    defaults = {"service.name": "newsgroups-classifier", "service.version": "2.0.0"}
+    for env in ({}, {"OTEL_RESOURCE_ATTRIBUTES": "service.version=9,a=b"}, {"OTEL_SERVICE_NAME": "svc"}):
+        read = tracing_config({**BASE, **env})
+        assert read is not None
+        assert read.with_resource(defaults) == tracing_config({**BASE, **env}, defaults)
 
 
 def test_headers_are_percent_decoded_and_the_traces_ones_win() -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from function.api.paths import SERVICE_NAME
 from function.api.state import TIMINGS, TRACER
 from function.collectors import TraceSpans
 from function.metrics import PREFIX, Metrics
+from function.state import MODEL_INFO, SETTINGS
 
 if TYPE_CHECKING:  # imported only when tracing is on (add_tracer)
     from function.tracing.config import TracingConfig
@@ -27,15 +29,25 @@ SHUTDOWN_SECONDS = 2.0
 def add_tracer(app: web.Application, config: TracingConfig, metrics: Metrics) -> Tracer:
     """The tracer, its span counts in /metrics, and its export thread started and stopped with ``app``.
 
-    Call it before the app's other cleanup contexts are added: its cleanup then runs last, once every
-    request has ended (after the drain) and been recorded.
+    The spans' resource names the app's model and revision where the ``OTEL_*`` variables say nothing
+    else. Call it after ``MODEL_INFO`` and ``SETTINGS`` are set and before the app's other cleanup
+    contexts are added: its cleanup then runs last, once every request has ended (after the drain).
     """
     from function.tracing.tracer import Tracer  # only with tracing on
 
-    tracer = Tracer(config)
+    resource = _resource(app[MODEL_INFO], app[SETTINGS].revision)
+    tracer = Tracer(config.with_resource(resource))
     metrics.registry.register(TraceSpans(PREFIX, tracer.counts))
     app.cleanup_ctx.append(_tracer_context)
     return tracer
+
+
+def _resource(info: dict[str, Any], revision: str) -> dict[str, str]:
+    """The service's name, its model's version and name (``model.json``) and, under Knative, the revision."""
+    resource = {"service.name": SERVICE_NAME, "service.version": info["version"], "textclf.model.name": info["name"]}
+    if revision:
+        resource["knative.revision"] = revision
+    return resource
 
 
 async def _tracer_context(app: web.Application) -> AsyncIterator[None]:

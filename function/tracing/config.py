@@ -12,7 +12,7 @@ import re
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from function.setting_fields import SettingError
 
@@ -36,6 +36,7 @@ VARIABLES = (
 )  # fmt: skip
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNKNOWN_SERVICE = "unknown_service:python"
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,19 @@ class TracingConfig:
     timeout_seconds: float | None = 10.0  # per export; None: no limit (a timeout of 0, as the spec says)
     gzip: bool = False
     certificate: str | None = None  # CA file for an https endpoint; None: the system's
-    resource: tuple[tuple[str, str], ...] = (("service.name", "unknown_service:python"),)
+    resource: tuple[tuple[str, str], ...] = (("service.name", _UNKNOWN_SERVICE),)
+    #: What the variables say of the resource (and the telemetry attributes): over any default (``with_resource``).
+    resource_given: tuple[tuple[str, str], ...] = ()
     sampler: str = "parentbased_always_on"
     ratio: float = 1.0  # the share of root traces kept by a traceidratio sampler
     max_queue_size: int = 2048  # requests waiting for export, each its server span and its phases
     schedule_delay_seconds: float = 5.0
     max_export_batch_size: int = 512  # requests per POST
+
+    def with_resource(self, defaults: Mapping[str, str]) -> TracingConfig:
+        """This configuration with ``defaults`` (``service.name``, ``service.version``...) in its resource,
+        where ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` say nothing else."""
+        return replace(self, resource=_merged(defaults, self.resource_given))
 
 
 def tracing_config(environ: Mapping[str, str], resource: Mapping[str, str] | None = None) -> TracingConfig | None:
@@ -77,13 +85,15 @@ def tracing_config(environ: Mapping[str, str], resource: Mapping[str, str] | Non
         raise SettingError(f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={batch} must be at most OTEL_BSP_MAX_QUEUE_SIZE ({queue})")
     _check_choice(env, "OTEL_TRACES_SAMPLER", SAMPLERS)
     sampler = env.get("OTEL_TRACES_SAMPLER", SAMPLERS[0])
+    given = _resource_given(env)
     return TracingConfig(
         endpoint=endpoint,
         headers=_headers(env),
         timeout_seconds=min(limits) if limits else None,
         gzip=env.get(compression) == "gzip",
         certificate=_certificate(env),
-        resource=_resource(env, resource or {}),
+        resource=_merged(resource or {}, given),
+        resource_given=given,
         sampler=sampler,
         ratio=_ratio(env) if sampler.endswith("traceidratio") else 0.0 if sampler.endswith("always_off") else 1.0,
         max_queue_size=queue,
@@ -170,13 +180,16 @@ def _headers(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
-def _resource(env: Mapping[str, str], defaults: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    attributes = {"service.name": "unknown_service:python", **defaults}
-    attributes.update(_pairs(env, "OTEL_RESOURCE_ATTRIBUTES"))
+def _resource_given(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    attributes = dict(_pairs(env, "OTEL_RESOURCE_ATTRIBUTES"))
     if "OTEL_SERVICE_NAME" in env:
         attributes["service.name"] = env["OTEL_SERVICE_NAME"]
     attributes.update({"telemetry.sdk.name": "function.tracing", "telemetry.sdk.language": "python"})
     return tuple(attributes.items())
+
+
+def _merged(defaults: Mapping[str, str], given: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple({"service.name": _UNKNOWN_SERVICE, **defaults, **dict(given)}.items())
 
 
 def _certificate(env: Mapping[str, str]) -> str | None:
