@@ -48,11 +48,13 @@ class RecentReplies:
         kept = self._replies.get(key)
         if kept is not None:
             return kept[0]
+        if not self.max_entries:
+            return reply
         # NOTE: orjson's output holds a 4 KiB block whatever its length (tracemalloc, RSS): a copy
         # of the exact size is remembered instead.
         reply = reply._replace(data=EncodedJson(bytes(memoryview(reply.data.json))))
         size = footprint(key, reply)
-        if size > self.max_bytes or not self.max_entries:
+        if size > self.max_bytes:
             return reply
         while self._replies and (len(self._replies) >= self.max_entries or self.held_bytes + size > self.max_bytes):
             self._forget_oldest()
