@@ -82,7 +82,7 @@ _ERRORS = {
 @documented_errors(ErrorSchema, _ERRORS)
 async def cloudevent(request: web.Request) -> web.Response:
     app = request.app
-    replies = app[EVENT_REPLIES]
+    replies, settings = app[EVENT_REPLIES], app[SETTINGS]
     async with event_body(request) as body:
         event, mode = parse_event(request.headers, body)
         reply_type(event)
@@ -90,14 +90,14 @@ async def cloudevent(request: web.Request) -> web.Response:
         # even under the source and id of one answered before.
         options = classify_options(event.data)
         if options.many:
-            texts = prediction_texts(event.data, app[SETTINGS].max_batch_items)
+            texts = prediction_texts(event.data, settings.max_batch_items)
         else:
             texts = [prediction_text(event.data)]
         reply = replies.get(event.source, event.id)
         if reply is None:
             timings = request.get(TIMINGS)
             data = await _classify(app, texts, options, timings)
-            settings, version = app[SETTINGS], app[MODEL_INFO]["version"]
+            version = app[MODEL_INFO]["version"]
             answer = reply_to(event, EncodedJson(dumps(data)), source=settings.event_source, model_version=version)
             reply = replies.keep(event.source, event.id, answer)
     headers, payload = encode_event(reply, mode)

@@ -40,10 +40,6 @@ def metrics_route(method: str, template: str) -> str:
     return EVENTS_ROUTE if template == EVENTS_PATH and method == "POST" else template
 
 
-def _events(request: web.Request) -> bool:
-    return request.path == EVENTS_PATH and request.method == "POST"
-
-
 def _answer(v2: bool, status: int, code: str, detail: str, headers: dict[str, str] | None) -> web.Response:
     """An error in the shape of the request's protocol: ``{"error", "detail"}``, or on the Open
     Inference Protocol's routes (``v2``) its ``{"error": <detail>}``."""
@@ -75,7 +71,7 @@ def _service_error(request: web.Request, exc: ServiceError, rid: str) -> web.Res
     v2 = request.path.startswith(V2_PREFIX)
     # NOTE: an invalid request is 405 by the challenge's contract, 400 by the Open Inference Protocol's
     # and for events (Knative retries no 400, and a 405 would say the method is wrong).
-    status = 400 if isinstance(exc, InvalidInput) and (v2 or _events(request)) else exc.status
+    status = 400 if isinstance(exc, InvalidInput) and (v2 or route_template(request) == EVENTS_ROUTE) else exc.status
     response = _answer(v2, status, exc.error, exc.detail, headers)
     if exc.close:
         response.force_close()

@@ -82,12 +82,3 @@ class UnsupportedDataType(EventError):
 
     status = 415
     error = "unsupported_data_type"
-
-
-def _leaves(kind: type[EventError]) -> list[type[EventError]]:
-    below = kind.__subclasses__()
-    return [leaf for sub in below for leaf in _leaves(sub)] if below else [kind]
-
-
-#: Every way an event is refused (a metrics label's values).
-EVENT_REJECTIONS = tuple(kind.error for kind in _leaves(EventError))

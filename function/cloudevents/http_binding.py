@@ -33,7 +33,7 @@ _BATCHED = "application/cloudevents-batch"
 HEADER_PREFIX = "ce-"
 # Percent-encoded in header values (spec 3.1.3.2): space, '"', '%' and all but printable ASCII.
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
-_NEEDS_ENCODING = re.compile(r"[^!#$&-~]")  # anything but printable ASCII without '"' and '%'
+_NEEDS_ENCODING = re.compile(f"[^{re.escape(_SAFE)}]")
 _QUOTED_PAIR = re.compile(r"\\(.)")
 
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from function.cloudevents.event import CloudEvent, EncodedJson
 
 #: Bytes an entry costs beyond the objects ``sys.getsizeof`` sees: the OrderedDict's slot and link,
-#: two tuples, the allocator's rounding (checked with tracemalloc: tests/test_cloudevents.py).
+#: two tuples, the allocator's rounding (checked with tracemalloc: tests/test_cloudevent_replies.py).
 ENTRY_OVERHEAD_BYTES = 288
 
 
