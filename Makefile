@@ -138,7 +138,7 @@ bench-canary: $(DEV)
 bench-feedback: $(DEV)
 	$(BIN)/python -m bench.feedback
 
-## bench-tracing: what OpenTelemetry spans cost: record() on the event loop, encode + POST in the export thread, a paced run (bench/out/TRACING.md, ~1 min)
+## bench-tracing: what OpenTelemetry spans cost: keeps() and record() on the event loop, encode + POST in the export thread, a paced run (bench/out/TRACING.md, ~1 min)
 bench-tracing: $(DEV)
 	$(BIN)/python -m bench.tracing
 

@@ -1,11 +1,12 @@
 """``python -m bench.tracing``: what OpenTelemetry spans cost the service (``function.tracing``).
 
 Per request: one server span and four phases (read body, queue wait, inference, encode). Measured:
-the event loop's side (``Tracer.record``, with and without building its arguments; sampled out; queue
-full), the export thread's side (encoding a batch of 512 requests; encoding and POSTing it to a collector
-in another process that reads each body and answers 200), and a paced run of a started tracer at
-``--rate`` requests a second against that collector: CPU of the whole process per request, beside the
-same pacing without a tracer. Microbenchmarks report the best of ``--repeats`` runs (the machine is shared).
+the event loop's side (``Tracer.keeps``, kept and sampled out; ``Tracer.record``, with and without
+building its arguments; queue full), the export thread's side (encoding a batch of 512 requests;
+encoding and POSTing it to a collector in another process that reads each body and answers 200), and a
+paced run of a started tracer at ``--rate`` requests a second against that collector: CPU of the whole
+process per request, beside the same pacing without a tracer. Microbenchmarks report the best of
+``--repeats`` runs (the machine is shared).
 
     python -m bench.tracing [--repeats 7 --rate 5000 --seconds 4]
 
@@ -32,6 +33,7 @@ from function.tracing.otlp import Encoder, Record
 from function.tracing.tracer import Tracer
 
 TRACE, CALLER, SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "a1b2c3d400000001"
+SAMPLED, NOT_SAMPLED = f"00-{TRACE}-{SPAN}-01", f"00-{TRACE}-{SPAN}-00"  # answers' traceparents
 BATCH = 512
 SPANS = 5
 #: A collector that reads each POST and answers 200 with an empty body, over kept-alive HTTP/1.1.
@@ -49,15 +51,15 @@ ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Sink).serve_forever()
 
 
 def config(endpoint: str, **env: str) -> TracingConfig:
-    read = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}, {"service.name": "bench"})
+    read = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env})
     assert read is not None
-    return read
+    return read.with_resource({"service.name": "bench"})
 
 
 def record_args(t0: float) -> tuple[Any, ...]:
     phases = (("read body", t0, t0 + 1e-4), ("queue wait", t0 + 1e-4, t0 + 3e-4),
               ("inference", t0 + 3e-4, t0 + 7e-4), ("encode", t0 + 7e-4, t0 + 9e-4))  # fmt: skip
-    return (TRACE, CALLER, SPAN, True, "POST", "/prediction", "/prediction", 200, t0, t0 + 9e-4, phases, ())
+    return (TRACE, CALLER, SPAN, "POST", "/prediction", "/prediction", 200, t0, t0 + 9e-4, phases, ())
 
 
 def best_us(fn: Callable[[], object], number: int, repeats: int, setup: Callable[[], object] = lambda: None) -> float:
@@ -73,20 +75,20 @@ def loop_side(endpoint: str, repeats: int) -> list[list[object]]:
     number = 100_000
     tracer = Tracer(config(endpoint, OTEL_BSP_MAX_QUEUE_SIZE=str(number)))  # not started: nothing is exported
     ready = record_args(time.monotonic())
-    not_sampled = (*ready[:3], False, *ready[4:])
     full = Tracer(config(endpoint, OTEL_BSP_MAX_QUEUE_SIZE="1", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="1"))
     full.record(*ready)
 
     def as_the_middleware_would() -> None:
         t0 = time.perf_counter()
         phases = (("read body", t0, t0), ("queue wait", t0, t0), ("inference", t0, t0), ("encode", t0, t0))
-        tracer.record(TRACE, CALLER, SPAN, True, "POST", "/prediction", "/prediction", 200, t0, t0, phases)
+        tracer.record(TRACE, CALLER, SPAN, "POST", "/prediction", "/prediction", 200, t0, t0, phases)
 
     clear = tracer._queue.clear
     rows = {
+        "keeps(), the caller's flag says sampled": best_us(lambda: tracer.keeps(SAMPLED), number, repeats),
+        "keeps(), the caller's flag says not sampled": best_us(lambda: tracer.keeps(NOT_SAMPLED), number, repeats),
         "record(), arguments ready": best_us(lambda: tracer.record(*ready), number, repeats, clear),
         "record(), its phases built, the clock read": best_us(as_the_middleware_would, number, repeats, clear),
-        "record(), the caller's flag says not sampled": best_us(lambda: tracer.record(*not_sampled), number, repeats),
         "record(), queue full (dropped, counted)": best_us(lambda: full.record(*ready), number, repeats),
     }
     return [[name, f"{us:.2f}"] for name, us in rows.items()]
@@ -94,8 +96,8 @@ def loop_side(endpoint: str, repeats: int) -> list[list[object]]:
 
 def export_side(endpoint: str, repeats: int) -> list[list[object]]:
     ready = record_args(time.monotonic())
-    records: list[Record] = [(*ready[:3], *ready[4:])] * BATCH  # a record is record()'s arguments less sampled
-    server_only: list[Record] = [(*ready[:3], *ready[4:10], (), ())] * BATCH
+    records: list[Record] = [ready] * BATCH  # a record is record()'s arguments
+    server_only: list[Record] = [(*ready[:9], (), ())] * BATCH
     encoder = Encoder(config(endpoint).resource)
     collector = Collector(config(endpoint))
     offset = time.time_ns() - time.monotonic_ns()

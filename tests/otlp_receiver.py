@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -83,18 +83,19 @@ class OtlpReceiver:
 
     async def wait_for_spans(self, count: int, within: float = 10.0) -> list[Span]:
         """The spans once at least ``count`` have arrived (TimeoutError after ``within`` seconds)."""
-        async with asyncio.timeout(within):
-            while len(self.spans) < count:
-                self._arrived.clear()
-                await self._arrived.wait()
+        await self._until(lambda: len(self.spans) >= count, within)
         return self.spans
 
     async def wait_for_posts(self, count: int, within: float = 10.0) -> list[Post]:
+        """The POSTs once at least ``count`` have arrived (TimeoutError after ``within`` seconds)."""
+        await self._until(lambda: len(self.posts) >= count, within)
+        return self.posts
+
+    async def _until(self, done: Callable[[], bool], within: float) -> None:
         async with asyncio.timeout(within):
-            while len(self.posts) < count:
+            while not done():
                 self._arrived.clear()
                 await self._arrived.wait()
-        return self.posts
 
 
 def spans_of(request: ExportTraceServiceRequest) -> Iterator[Span]:

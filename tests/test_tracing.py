@@ -36,7 +36,6 @@ def request(t0: float, *, trace: str | None = TRACE, span: str | None = SPAN, st
         "trace_id": trace,
         "parent_id": CALLER if trace else None,
         "span_id": span,
-        "sampled": True if trace else None,
         "method": "POST",
         "route": "/prediction",
         "path": "/prediction",
@@ -63,9 +62,9 @@ def tracers() -> Iterator[list[Tracer]]:
 
 
 def start(tracers: list[Tracer], endpoint: str, **env: str) -> Tracer:
-    config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env}, {"service.name": "svc-under-test"})
+    config = tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **env})
     assert config is not None
-    tracer = Tracer(config, "9.9.9")
+    tracer = Tracer(config.with_resource({"service.name": "svc-under-test"}), "9.9.9")
     tracers.append(tracer)
     tracer.start()
     return tracer
@@ -142,9 +141,9 @@ async def test_a_5xx_is_an_error_a_4xx_is_not_and_unknown_methods_and_routes_fol
     t0 = time.monotonic()
     async with OtlpReceiver() as receiver:
         tracer = start(tracers, receiver.url, OTEL_BSP_SCHEDULE_DELAY="50")
-        tracer.record(TRACE, CALLER, SPAN, True, "POST", "/prediction", "/prediction", 503, t0, t0 + MS)
-        tracer.record(TRACE, CALLER, SPAN, True, "POST", "/prediction", "/prediction", 405, t0, t0 + MS)
-        tracer.record(None, None, None, None, "BREW", None, "/coffee", 404, t0, t0 + MS)
+        tracer.record(TRACE, CALLER, SPAN, "POST", "/prediction", "/prediction", 503, t0, t0 + MS)
+        tracer.record(TRACE, CALLER, SPAN, "POST", "/prediction", "/prediction", 405, t0, t0 + MS)
+        tracer.record(None, None, None, "BREW", None, "/coffee", 404, t0, t0 + MS)
         failed, invalid, unknown = await receiver.wait_for_spans(3)
     assert failed.status.code == Status.STATUS_CODE_ERROR
     assert attributes(failed)["error.type"] == "503"
@@ -206,19 +205,30 @@ async def test_a_full_batch_is_sent_at_once_and_a_partial_one_after_the_schedule
     assert [len(post.request.resource_spans[0].scope_spans[0].spans) for post in receiver.posts] == [20, 5]
 
 
+def offer(tracer: Tracer, traceparent: str, parent_id: str | None, route: str) -> None:
+    """What the middleware does with a request answered with ``traceparent``: its spans recorded if kept."""
+    if tracer.keeps(traceparent):
+        t0 = time.monotonic()
+        tracer.record(traceparent[3:35], parent_id, traceparent[36:52], "POST", route, route, 200, t0, t0 + MS)
+
+
+def root(tracer: Tracer, trace: str) -> str:
+    """The ``traceparent`` answering a request that started trace ``trace`` (as ``RequestIds`` writes it)."""
+    return f"00-{trace}-{SPAN}-{'01' if tracer.samples_root(trace) else '00'}"
+
+
 async def test_sampling_follows_the_callers_flag_and_the_ratio(tracers: list[Tracer]) -> None:
     low, high = "0" * 18 + "00000000000001", "0" * 18 + "ffffffffffffff"  # low 56 bits: tiny and all ones
-    t0 = time.monotonic()
     async with OtlpReceiver() as receiver:
         parent_based = start(tracers, receiver.url, OTEL_BSP_SCHEDULE_DELAY="50")
-        parent_based.record(TRACE, CALLER, SPAN, False, "POST", "/prediction", "/prediction", 200, t0, t0 + MS)
-        parent_based.record(TRACE, CALLER, "a1b2c3d400000002", True, "POST", "/a", "/a", 200, t0, t0 + MS)
+        offer(parent_based, f"00-{TRACE}-{SPAN}-00", CALLER, "/prediction")
+        offer(parent_based, f"00-{TRACE}-a1b2c3d400000002-01", CALLER, "/a")
         ratio = start(tracers, receiver.url, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5")
         for trace in (low, high):  # not parent based: the caller's "not sampled" is overruled by the ratio
-            ratio.record(trace, CALLER, SPAN, False, "POST", "/b", "/b", 200, t0, t0 + MS)
+            offer(ratio, f"00-{trace}-{SPAN}-00", CALLER, "/b")
         never = start(tracers, receiver.url, OTEL_TRACES_SAMPLER="parentbased_always_off")
-        never.record(None, None, None, None, "POST", "/c", "/c", 200, t0, t0 + MS)
-        never.record(TRACE, CALLER, SPAN, True, "POST", "/d", "/d", 200, t0, t0 + MS)
+        offer(never, root(never, TRACE), None, "/c")
+        offer(never, f"00-{TRACE}-{SPAN}-01", CALLER, "/d")
         for tracer in tracers:
             await asyncio.to_thread(tracer.shutdown, 5.0)
     assert sorted(attributes(s)["http.route"] for s in receiver.spans) == ["/a", "/b", "/d"]
@@ -226,7 +236,7 @@ async def test_sampling_follows_the_callers_flag_and_the_ratio(tracers: list[Tra
 
 
 def test_whether_a_request_is_kept_is_known_from_its_answers_traceparent_before_it_runs() -> None:
-    """``keeps``: what ``record`` would do, decided as the request starts (a request sampled out takes no timings)."""
+    """``keeps``: decided as the request starts (a request sampled out takes no timings and is not recorded)."""
     low, high = "0" * 18 + "00000000000001", "0" * 18 + "ffffffffffffff"
 
     def tracer(**env: str) -> Tracer:
@@ -424,13 +434,12 @@ def test_with_tracing_off_only_the_configuration_is_imported() -> None:
 
 
 async def test_a_root_is_sampled_as_its_answer_says(tracers: list[Tracer]) -> None:
-    """``samples_root``: the sampled flag of a trace the service starts, the same decision ``record`` makes."""
+    """``samples_root``: the sampled flag of a trace the service starts, the same decision ``keeps`` makes."""
     async with OtlpReceiver() as receiver:
         tracer = start(tracers, receiver.url, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0.5")
-        t0 = time.monotonic()
         traces = [f"{i:018x}{(i * 0x9E3779B97F4A7C15) % (1 << 56):014x}" for i in range(1, 41)]
         for trace in traces:
-            tracer.record(trace, None, SPAN, None, "GET", "/x", "/x", 200, t0, t0 + MS)
+            offer(tracer, root(tracer, trace), None, "/x")
         await asyncio.to_thread(tracer.shutdown, 5.0)  # what is queued is sent; the receiver answers meanwhile
     kept = {span.trace_id.hex() for span in receiver.spans}
     assert kept == {trace for trace in traces if tracer.samples_root(trace)}

@@ -101,7 +101,7 @@ def _abandoned(request: web.Request, rid: str, traceparent: str | None, parent_i
         served: dict[str, str] = request.app[SERVED_BY]
         access_log.write(request, status, elapsed, rid, trace_id_of(traceparent), served)
     tracer = request.app[TRACER]
-    if tracer is not None and TIMINGS in request:
+    if tracer is not None and traceparent is not None and TIMINGS in request:  # its spans are kept
         started = request[STARTED]
         record_span(tracer, request, traceparent, parent_id, status, started, started + elapsed)
 
@@ -145,7 +145,7 @@ async def service_middleware(request: web.Request, handler: Handler) -> web.Stre
     if lifecycle.draining:  # each connection's last answer: the client must go elsewhere
         response.force_close()
     ended = time.perf_counter()
-    if tracer is not None:
+    if tracer is not None and traceparent is not None:
         record_span(tracer, request, traceparent, parent_id, response.status, started, ended)
     metrics.observe_request(route_template(request), request.method, response.status, ended - started)
     return response

@@ -68,7 +68,7 @@ async def _tracer_context(app: web.Application) -> AsyncIterator[None]:
 def record_span(
     tracer: Tracer,
     request: web.Request,
-    traceparent: str | None,
+    traceparent: str,
     parent_id: str | None,
     status: int,
     started: float,
@@ -76,8 +76,9 @@ def record_span(
 ) -> None:
     """Queue the request's spans (the event loop's side: no system call).
 
-    ``traceparent``: the answer's, as ``RequestIds`` wrote it (with tracing on every answer has one);
-    ``parent_id``: the caller's span id, None when this request started the trace. A phase the request
+    ``traceparent``: the answer's, as ``RequestIds`` wrote it (with tracing on every answer has one), for
+    which ``Tracer.keeps`` was true; ``parent_id``: the caller's span id, None when this request started
+    the trace. A phase the request
     never reached is left out; one it did not finish (its client left, an error) ends with the request.
     """
     timings = request[TIMINGS]
@@ -92,11 +93,9 @@ def record_span(
         phases.append(("encode", timings.answered, ended))
     resource = request.match_info.route.resource
     tracer.record(
-        trace_id=traceparent and traceparent[3:35],
+        trace_id=traceparent[3:35],
         parent_id=parent_id,
-        span_id=traceparent and traceparent[36:52],
-        # W3C flags: the caller's sampled bit (bit 0 of the last hex digit); None without a caller
-        sampled=None if parent_id is None or traceparent is None else int(traceparent[54], 16) & 1 == 1,
+        span_id=traceparent[36:52],
         method=request.method,
         route=None if resource is None else resource.canonical,
         path=request.path,

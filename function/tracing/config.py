@@ -63,11 +63,11 @@ class TracingConfig:
         return replace(self, resource=_merged(defaults, self.resource_given))
 
 
-def tracing_config(environ: Mapping[str, str], resource: Mapping[str, str] | None = None) -> TracingConfig | None:
+def tracing_config(environ: Mapping[str, str]) -> TracingConfig | None:
     """The configuration the environment asks for; None when tracing is off.
 
-    ``resource``: attributes (``service.name``, ``service.version``...) that ``OTEL_RESOURCE_ATTRIBUTES``
-    and then ``OTEL_SERVICE_NAME`` override.
+    Its resource is what ``OTEL_RESOURCE_ATTRIBUTES`` and then ``OTEL_SERVICE_NAME`` say; the code's own
+    attributes go under them (``TracingConfig.with_resource``).
     """
     env = {name: value.strip() for name, value in environ.items() if name.startswith("OTEL_") and value.strip()}
     if _either(env, "ENDPOINT") not in env or _disabled(env):
@@ -92,7 +92,7 @@ def tracing_config(environ: Mapping[str, str], resource: Mapping[str, str] | Non
         timeout_seconds=min(limits) if limits else None,
         gzip=env.get(compression) == "gzip",
         certificate=_certificate(env),
-        resource=_merged(resource or {}, given),
+        resource=_merged({}, given),
         resource_given=given,
         sampler=sampler,
         ratio=_ratio(env) if sampler.endswith("traceidratio") else 0.0 if sampler.endswith("always_off") else 1.0,

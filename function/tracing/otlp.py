@@ -17,7 +17,7 @@ AttributeValue = str | bool | int | float
 Attributes = tuple[tuple[str, AttributeValue], ...]
 #: A request's phase: (name, start, end), both in seconds of ``time.monotonic()``.
 Phase = tuple[str, float, float]
-#: What the event loop queues for one request (``Tracer.record``'s arguments, in order, less ``sampled``).
+#: What the event loop queues for one request (``Tracer.record``'s arguments, in order).
 Record = tuple[
     str | None, str | None, str | None, str, str | None, str, int, float, float, tuple[Phase, ...], Attributes
 ]

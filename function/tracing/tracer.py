@@ -1,17 +1,17 @@
 """The tracer: the event loop queues one tuple per request, a daemon thread exports them in batches.
 
-The loop's side (``record``) takes no lock and makes no system call: a sampling test, a length test, one
-tuple appended to a bounded deque. A full queue drops the request's spans and counts them. The thread
-wakes every ``OTEL_BSP_SCHEDULE_DELAY`` or when a batch is queued, encodes (``otlp``) and POSTs
-(``collector``). A failed POST drops its batch (counted) and the thread then waits a whole schedule delay
-before the next one: a dead collector costs one attempt per delay, never a retry storm.
+The loop's side takes no lock and makes no system call: ``keeps`` decides, as a request starts, whether
+its spans are kept; ``record`` makes a length test and appends one tuple to a bounded deque. A full
+queue drops the request's spans and counts them. The thread wakes every ``OTEL_BSP_SCHEDULE_DELAY`` or
+when a batch is queued, encodes (``otlp``) and POSTs (``collector``). A failed POST drops its batch
+(counted) and the thread then waits a whole schedule delay before the next one: a dead collector costs
+one attempt per delay, never a retry storm.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -70,7 +70,6 @@ class Tracer:
         trace_id: str | None,
         parent_id: str | None,
         span_id: str | None,
-        sampled: bool | None,
         method: str,
         route: str | None,
         path: str,
@@ -80,19 +79,14 @@ class Tracer:
         phases: tuple[Phase, ...] = (),
         attributes: Attributes = (),
     ) -> None:
-        """Queue a finished request's spans (event loop; O(1), no lock, no system call).
+        """Queue a finished request's spans (event loop; O(1), no lock, no system call), one that ``keeps``
+        kept: sampling is decided there, once.
 
-        Ids are lower-case hex; a missing one is drawn in the export thread (a request without
-        ``traceparent`` starts a trace). ``sampled``: the caller's sampled flag, None without a caller.
+        Ids are lower-case hex; a missing one is drawn in the export thread (a trace of its own).
         ``started``, ``ended`` and each phase's ``(name, start, end)`` are ``time.monotonic()`` seconds
         (``time.perf_counter()`` is the same clock on Linux). ``route``: the route's template, None when no
         route matched. ``attributes``: more for the server span (e.g. ``("textclf.texts", 16)``).
         """
-        if sampled is None or not self._parent_based:
-            if self._ratio < 1.0 and not self._keeps_root(trace_id):
-                return
-        elif not sampled:
-            return
         queue = self._queue
         if len(queue) >= self._capacity:
             self._dropped_queue_full += 1 + len(phases)
@@ -102,22 +96,17 @@ class Tracer:
             self._wake.set()
 
     def keeps(self, traceparent: str) -> bool:
-        """Whether ``record`` keeps the request answered with ``traceparent`` (its sampled flag is the
+        """Whether the spans of the request answered with ``traceparent`` are kept (its sampled flag is the
         caller's, or ``samples_root``'s for a trace the request started): decided before the request
-        runs, so that a request sampled out takes no timings."""
+        runs, so that a request sampled out takes no timings and is never recorded."""
         if self._parent_based:
             return traceparent[-1] in _SAMPLED  # bit 0 of the flags
-        return self._ratio >= 1.0 or self._keeps_root(traceparent[3:35])
+        return self.samples_root(traceparent[3:35])
 
     def samples_root(self, trace_id: str) -> bool:
-        """Whether ``record`` keeps a request that started trace ``trace_id`` (no caller): the sampled flag
-        of its answer's ``traceparent``."""
-        return self._ratio >= 1.0 or self._keeps_root(trace_id)
-
-    def _keeps_root(self, trace_id: str | None) -> bool:
-        if trace_id is None:  # its trace id is drawn later: an independent draw is as good
-            return random.random() < self._ratio
-        return int(trace_id[-14:], 16) < self._threshold
+        """Whether a request that started trace ``trace_id`` (no caller) is kept: the sampled flag of its
+        answer's ``traceparent``. The ratio applies to the trace id's low 56 bits (TraceIdRatioBased)."""
+        return self._ratio >= 1.0 or int(trace_id[-14:], 16) < self._threshold
 
     def counts(self) -> SpanCounts:
         return SpanCounts(self._exported, self._dropped_queue_full, self._failed)
